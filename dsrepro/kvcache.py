@@ -55,6 +55,6 @@ def write_rows(buf_BxSxKxH: jax.Array, new_BxLxKxH: jax.Array, start_B: jax.Arra
   """Write new_BxLxKxH into buf at per-row offsets start_B (row b at positions start_B[b] ...)."""
   new = new_BxLxKxH.astype(buf_BxSxKxH.dtype)
   if buf_BxSxKxH.shape[0] == 1:  # batch 1: a plain dynamic_update_slice, no scatter
-    return lax.dynamic_update_slice(buf_BxSxKxH, new, (start_B[0], 0, 0, 0))
+    return lax.dynamic_update_slice(buf_BxSxKxH, new, (0, start_B[0], 0, 0))
   upd = lambda b, n, s: lax.dynamic_update_slice(b, n, (s, 0, 0))
   return jax.vmap(upd)(buf_BxSxKxH, new, start_B)

@@ -75,6 +75,9 @@ class ModelConfig:
 
   @property
   def rotary_dim(self) -> int:
+    """Rotated dims per head; 0 (no RoPE) with learned positions."""
+    if self.pos != "rope":
+      return 0
     return int(self.head_dim * self.rotary_pct) // 2 * 2
 
 

@@ -1,0 +1,128 @@
+"""Autoregressive decoding with the KV cache, fully under ``jax.jit`` / ``lax.while_loop``.
+
+``generate(model, prompt_BxP, prompt_len_B, cfg, key)``: prompts are right-padded; row b's prompt is
+``prompt_BxP[b, :prompt_len_B[b]]``. The settings in :class:`DecodeConfig` are static (hashable) and the model's
+graph definition is static, so calls with the same shapes and settings reuse one compiled program
+(``TRACE_COUNT["generate"]`` counts traces, for tests).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections import Counter
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax import lax
+
+from dsrepro import sampling
+from dsrepro.kvcache import KVCache, init_cache
+
+TRACE_COUNT: Counter = Counter()
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+  """Static decoding settings. temperature 0 = greedy; eos_id None = never stop early."""
+  max_new_tokens: int
+  temperature: float = 0.0
+  top_k: int = 0
+  top_p: float = 1.0
+  eos_id: int | None = None
+  pad_id: int = 0
+
+  def __post_init__(self):
+    if self.max_new_tokens < 1:
+      raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+    sampling.check_temperature(self.temperature)
+    if not 0.0 < self.top_p <= 1.0:
+      raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+    if self.top_k < 0:
+      raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+
+
+@flax.struct.dataclass
+class DecodeState:
+  """Loop state of plain decoding (B rows, N = max_new_tokens)."""
+  step: jax.Array        # [] int32, tokens generated so far (by the longest row)
+  out_BxN: jax.Array     # [B, N] int32 generated tokens (pad after a row stops)
+  num_B: jax.Array       # [B] int32 generated tokens per row (EOS included)
+  done_B: jax.Array      # [B] bool
+  last_B: jax.Array      # [B] int32 the token to feed next
+  cache: KVCache
+  key: jax.Array
+
+
+@flax.struct.dataclass
+class DecodeOutput:
+  tokens_BxN: jax.Array  # [B, N] generated tokens, pad_id after each row's end
+  num_B: jax.Array       # [B] number of generated tokens (EOS included)
+
+
+def check_prompts(prompt_BxP, prompt_len_B, need: int, max_len: int, what: str = "max_new_tokens") -> None:
+  """Validate prompt shapes/lengths eagerly: clear errors instead of silent cache overflow."""
+  if prompt_BxP.ndim != 2:
+    raise ValueError(f"prompt must be [B, P], got shape {tuple(prompt_BxP.shape)}")
+  if prompt_len_B.shape != (prompt_BxP.shape[0],):
+    raise ValueError(f"prompt_len has shape {tuple(prompt_len_B.shape)}; expected ({prompt_BxP.shape[0]},) to match "
+                     f"the prompt batch of shape {tuple(prompt_BxP.shape)}")
+  lens = np.asarray(prompt_len_B)
+  if lens.min() < 1 or lens.max() > prompt_BxP.shape[1]:
+    raise ValueError(f"prompt lengths must be in [1, {prompt_BxP.shape[1]}], got min {lens.min()} max {lens.max()}")
+  total = prompt_BxP.shape[1] + need
+  if total > max_len:
+    raise ValueError(f"prompt length {prompt_BxP.shape[1]} + {what} ({need}) = {total} exceeds the model context "
+                     f"max_len={max_len}")
+
+
+def prefill(model, prompt_BxP, prompt_len_B, cache_len: int) -> tuple[jax.Array, KVCache]:
+  """Run the prompt through the model; returns logits at each row's last prompt token and the cache (end=len)."""
+  cache = init_cache(model.cfg, prompt_BxP.shape[0], cache_len)
+  logits_BxPxV, cache = model(prompt_BxP, cache)
+  last_BxV = jnp.take_along_axis(logits_BxPxV, (prompt_len_B - 1)[:, None, None], axis=1)[:, 0]
+  return last_BxV, cache.rollback(prompt_len_B)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg"))
+def _generate(graphdef, state, prompt_BxP, prompt_len_B, key, cfg: DecodeConfig) -> DecodeOutput:
+  TRACE_COUNT["generate"] += 1
+  model = nnx.merge(graphdef, state)
+  B, P = prompt_BxP.shape
+  N = cfg.max_new_tokens
+  logits_BxV, cache = prefill(model, prompt_BxP, prompt_len_B, P + N)
+  key, sub = jax.random.split(key)
+  first_B = sampling.sample(logits_BxV, sub, cfg.temperature, cfg.top_k, cfg.top_p)
+  eos = -1 if cfg.eos_id is None else cfg.eos_id
+  init = DecodeState(step=jnp.int32(1), out_BxN=jnp.full((B, N), cfg.pad_id, jnp.int32).at[:, 0].set(first_B),
+                     num_B=jnp.ones((B,), jnp.int32), done_B=(first_B == eos) | (N == 1), last_B=first_B,
+                     cache=cache, key=key)
+
+  def cond(s: DecodeState):
+    return (s.step < N) & ~jnp.all(s.done_B)
+
+  def body(s: DecodeState):
+    m = nnx.merge(graphdef, state)
+    logits_Bx1xV, cache = m(s.last_B[:, None], s.cache)
+    key, sub = jax.random.split(s.key)
+    tok_B = sampling.sample(logits_Bx1xV[:, 0], sub, cfg.temperature, cfg.top_k, cfg.top_p)
+    tok_B = jnp.where(s.done_B, cfg.pad_id, tok_B)
+    out = s.out_BxN.at[:, s.step].set(tok_B)
+    num_B = s.num_B + (~s.done_B).astype(jnp.int32)
+    done_B = s.done_B | (tok_B == eos) | (num_B >= N)
+    return DecodeState(step=s.step + 1, out_BxN=out, num_B=num_B, done_B=done_B, last_B=tok_B, cache=cache, key=key)
+
+  s = lax.while_loop(cond, body, init)
+  return DecodeOutput(tokens_BxN=s.out_BxN, num_B=s.num_B)
+
+
+def generate(model, prompt_BxP, prompt_len_B, cfg: DecodeConfig, key=None) -> DecodeOutput:
+  """Decode up to cfg.max_new_tokens tokens per row after each row's prompt (batched, KV-cached, jitted)."""
+  prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
+  prompt_len_B = jnp.asarray(prompt_len_B, jnp.int32)
+  check_prompts(prompt_BxP, prompt_len_B, cfg.max_new_tokens, model.cfg.max_len)
+  key = jax.random.key(0) if key is None else key
+  graphdef, state = nnx.split(model)
+  return _generate(graphdef, state, prompt_BxP, prompt_len_B, key, cfg)

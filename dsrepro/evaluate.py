@@ -1,0 +1,157 @@
+"""Evaluate a target/draft pair: empirical SD statistics, teacher-forced acceptance, latencies and speedups.
+
+Conventions (REFERENCE.md sec. 2):
+* empirical alpha_hat = accepted / drafted tokens and tau = tokens emitted / target calls, from real SD runs;
+* teacher-forced alpha = mean over each sequence of beta_t = sum_v min(p_t, q_t) (T > 0) or [argmax p_t ==
+  argmax q_t] (T = 0), on the target's own outputs;
+* c = t_draft(1 token) / t_target(1 token) measured on this hardware with the KV cache at batch 1;
+* predicted speedup = tau * t_target / (gamma * t_draft + t_verify) with t_verify the gamma + 1 token target call;
+* realized speedup = (plain target decoding time) / (SD time) per generated token, same prompts, batch 1.
+"""
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from dsrepro import metrics
+from dsrepro.decode import DecodeConfig, generate
+from dsrepro.kvcache import init_cache
+from dsrepro.speculative import SpecConfig, speculative_generate
+
+
+def _batches(n: int, batch_size: int):
+  for i in range(0, n, batch_size):
+    yield i, min(i + batch_size, n)
+
+
+def _pad_rows(x, b):
+  """Pad the leading axis to b rows by repeating the last row (keeps jit shapes static)."""
+  x = np.asarray(x)
+  return x if len(x) == b else np.concatenate([x, np.repeat(x[-1:], b - len(x), 0)])
+
+
+def run_sd(target, draft, prompts_NxP, plen_N, cfg: SpecConfig, key, batch_size: int = 64, eps: float = 1.0) -> dict:
+  """Speculative sampling over N prompts in fixed-size batches; per-row outputs and stats, plus a summary."""
+  n = len(prompts_NxP)
+  bs = min(batch_size, n)
+  outs = []
+  for i, (a, b) in enumerate(_batches(n, bs)):
+    o = speculative_generate(target, draft, _pad_rows(prompts_NxP[a:b], bs), _pad_rows(plen_N[a:b], bs), cfg,
+                             key=jax.random.fold_in(key, i), eps=eps)
+    outs.append(jax.tree.map(lambda x: np.asarray(x)[:b - a], o))
+  cat = lambda f: np.concatenate([getattr(o, f) for o in outs])
+  res = dict(tokens_NxT=cat("tokens_BxN"), num_N=cat("num_B"), accepted_NxK=cat("accepted_BxK"),
+             target_calls_N=cat("target_calls_B"))
+  res["summary"] = metrics.sd_summary(res["accepted_NxK"], cfg.gamma, num_tokens_B=res["num_N"],
+                                      target_calls_B=res["target_calls_N"])
+  return res
+
+
+def run_plain(model, prompts_NxP, plen_N, cfg: DecodeConfig, key, batch_size: int = 64) -> dict:
+  """Plain autoregressive decoding over N prompts in fixed-size batches."""
+  n = len(prompts_NxP)
+  bs = min(batch_size, n)
+  toks, nums = [], []
+  for i, (a, b) in enumerate(_batches(n, bs)):
+    o = generate(model, _pad_rows(prompts_NxP[a:b], bs), _pad_rows(plen_N[a:b], bs), cfg, jax.random.fold_in(key, i))
+    toks.append(np.asarray(o.tokens_BxN)[:b - a])
+    nums.append(np.asarray(o.num_B)[:b - a])
+  return dict(tokens_NxT=np.concatenate(toks), num_N=np.concatenate(nums))
+
+
+def join_outputs(prompts_NxP, plen_N, out_NxT, num_N, pad_id: int):
+  """Right-padded [prompt + output] sequences and a mask of the positions that PREDICT output tokens."""
+  n = len(prompts_NxP)
+  width = int(np.max(plen_N + num_N))
+  seq = np.full((n, width), pad_id, np.int32)
+  mask = np.zeros((n, width), np.float32)
+  for i in range(n):
+    p, k = int(plen_N[i]), int(num_N[i])
+    seq[i, :p] = prompts_NxP[i, :p]
+    seq[i, p:p + k] = out_NxT[i, :k]
+    mask[i, p - 1:p + k - 1] = 1.0   # logits at position t predict token t + 1
+  return seq, mask
+
+
+@functools.partial(jax.jit, static_argnames=("t_graph", "d_graph", "temperature"))
+def _beta(t_graph, t_state, d_graph, d_state, seq_BxL, temperature):
+  p_logits, _ = nnx.merge(t_graph, t_state)(seq_BxL)
+  q_logits, _ = nnx.merge(d_graph, d_state)(seq_BxL)
+  return metrics.token_acceptance(p_logits, q_logits, temperature)
+
+
+def teacher_forced_alpha(target, draft, seq_NxL, mask_NxL, temperature: float, batch_size: int = 32) -> np.ndarray:
+  """alpha(x) per sequence: mean of beta_t over the output positions (paper Eq. 1)."""
+  t_graph, t_state = nnx.split(target)
+  d_graph, d_state = nnx.split(draft)
+  n = len(seq_NxL)
+  bs = min(batch_size, n)
+  betas = []
+  for a, b in _batches(n, bs):
+    beta = _beta(t_graph, t_state, d_graph, d_state, jnp.asarray(_pad_rows(seq_NxL[a:b], bs)), float(temperature))
+    betas.append(np.asarray(beta)[:b - a])
+  return np.asarray(metrics.sequence_alpha(np.concatenate(betas), mask_NxL))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _step(graphdef, state, tokens_BxL, cache):
+  return nnx.merge(graphdef, state)(tokens_BxL, cache)[0]
+
+
+def forward_latency(model, n_tokens: int, context: int = 128, reps: int = 30) -> float:
+  """Median seconds of one cached forward of n_tokens at batch 1 with `context` tokens already in the cache."""
+  graphdef, state = nnx.split(model)
+  cache = init_cache(model.cfg, 1, min(model.cfg.max_len, context + n_tokens)).rollback(jnp.array([context]))
+  toks = jnp.ones((1, n_tokens), jnp.int32)
+  _step(graphdef, state, toks, cache).block_until_ready()
+  times = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    _step(graphdef, state, toks, cache).block_until_ready()
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def latencies(target, draft, gamma: int, context: int = 128) -> dict:
+  """t_draft (1 token), t_target (1 token), t_verify (gamma + 1 tokens) and c = t_draft / t_target."""
+  t_d = forward_latency(draft, 1, context)
+  t_t = forward_latency(target, 1, context)
+  t_v = forward_latency(target, gamma + 1, context)
+  return dict(t_draft=t_d, t_target=t_t, t_verify=t_v, c=t_d / t_t)
+
+
+def wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg: SpecConfig, key, reps: int = 1) -> dict:
+  """Batch-1 wall time of plain target decoding vs SD on the same prompts (after compiling both)."""
+  plain_cfg = DecodeConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, eos_id=cfg.eos_id,
+                           pad_id=cfg.pad_id)
+  rows = [(jnp.asarray(prompts_NxP[i:i + 1]), jnp.asarray(plen_N[i:i + 1])) for i in range(len(prompts_NxP))]
+  p0, l0 = rows[0]
+  generate(target, p0, l0, plain_cfg, key).tokens_BxN.block_until_ready()
+  speculative_generate(target, draft, p0, l0, cfg, key).tokens_BxN.block_until_ready()
+  t_plain = t_sd = 0.0
+  n_plain = n_sd = 0
+  accepted, calls = [], []
+  for r in range(reps):
+    for i, (p, l) in enumerate(rows):
+      k = jax.random.fold_in(key, r * len(rows) + i)
+      t0 = time.perf_counter()
+      o = generate(target, p, l, plain_cfg, k)
+      o.tokens_BxN.block_until_ready()
+      t_plain += time.perf_counter() - t0
+      n_plain += int(o.num_B[0])
+      t0 = time.perf_counter()
+      s = speculative_generate(target, draft, p, l, cfg, k)
+      s.tokens_BxN.block_until_ready()
+      t_sd += time.perf_counter() - t0
+      n_sd += int(s.num_B[0])
+      accepted.append(np.asarray(s.accepted_BxK[0]))
+      calls.append(int(s.target_calls_B[0]))
+  summ = metrics.sd_summary(np.stack(accepted), cfg.gamma, target_calls_B=np.array(calls))
+  return dict(plain_s_per_token=t_plain / n_plain, sd_s_per_token=t_sd / n_sd,
+              speedup=(t_plain / n_plain) / (t_sd / n_sd), tau=float(n_sd / sum(calls)),
+              alpha_hat=summ["alpha_hat"], tokens_plain=n_plain, tokens_sd=n_sd)

@@ -1,0 +1,75 @@
+"""Plain autoregressive decoding: greedy equals argmax of full forwards, EOS, no recompiles, errors."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dsrepro import decode
+from dsrepro.decode import DecodeConfig, generate
+from dsrepro.models import ModelConfig, make_model
+
+CFG = ModelConfig(vocab_size=61, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=40)
+
+
+def _greedy_no_cache(model, prompt, n):
+  seq = list(prompt)
+  for _ in range(n):
+    logits, _ = model(jnp.asarray([seq], jnp.int32))
+    seq.append(int(jnp.argmax(logits[0, -1])))
+  return seq[len(prompt):]
+
+
+def test_greedy_matches_full_forward_argmax_batched():
+  model = make_model(CFG, 0)
+  prompt = jax.random.randint(jax.random.key(2), (2, 7), 3, 61)
+  plen = jnp.array([7, 4])
+  out = generate(model, prompt, plen, DecodeConfig(max_new_tokens=12))
+  for b in range(2):
+    want = _greedy_no_cache(model, list(np.asarray(prompt[b, :plen[b]])), 12)
+    assert list(np.asarray(out.tokens_BxN[b])) == want
+  np.testing.assert_array_equal(out.num_B, [12, 12])
+
+
+def test_eos_stops_row_and_pads():
+  model = make_model(CFG, 0)
+  prompt = jax.random.randint(jax.random.key(2), (2, 7), 3, 61)
+  plen = jnp.array([7, 7])
+  free = generate(model, prompt, plen, DecodeConfig(max_new_tokens=12))
+  eos = int(free.tokens_BxN[0, 4])
+  out = generate(model, prompt, plen, DecodeConfig(max_new_tokens=12, eos_id=eos, pad_id=0))
+  row = list(np.asarray(out.tokens_BxN[0]))
+  k = row.index(eos)
+  assert k <= 4 and int(out.num_B[0]) == k + 1 and all(t == 0 for t in row[k + 1:])
+
+
+def test_sampling_reproducible_and_no_retrace():
+  model = make_model(CFG, 0)
+  prompt = jnp.ones((2, 5), jnp.int32)
+  cfg = DecodeConfig(max_new_tokens=8, temperature=1.0, top_k=10)
+  a = generate(model, prompt, jnp.array([5, 5]), cfg, jax.random.key(1))
+  n = decode.TRACE_COUNT["generate"]
+  b = generate(model, prompt, jnp.array([5, 3]), cfg, jax.random.key(1))
+  c = generate(model, prompt, jnp.array([5, 5]), cfg, jax.random.key(1))
+  assert decode.TRACE_COUNT["generate"] == n  # same shapes + settings: no new trace
+  np.testing.assert_array_equal(a.tokens_BxN, c.tokens_BxN)
+  assert b.tokens_BxN.shape == a.tokens_BxN.shape
+  d = generate(model, prompt, jnp.array([5, 5]), cfg, jax.random.key(2))
+  assert not np.array_equal(a.tokens_BxN, d.tokens_BxN)
+
+
+def test_top_p_and_top_k_restrict_support():
+  from dsrepro.sampling import probs
+  logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+  np.testing.assert_allclose(probs(logits, 1.0, top_k=2), [[0.625, 0.375, 0, 0]], atol=1e-6)
+  np.testing.assert_allclose(probs(logits, 1.0, top_p=0.7), [[0.625, 0.375, 0, 0]], atol=1e-6)
+  np.testing.assert_allclose(probs(logits, 1.0, top_p=0.9), [[0.5 / .95, 0.3 / .95, 0.15 / .95, 0]], atol=1e-6)
+
+
+def test_errors():
+  model = make_model(CFG, 0)
+  with pytest.raises(ValueError, match="exceeds the model context max_len=40"):
+    generate(model, jnp.ones((1, 30), jnp.int32), jnp.array([30]), DecodeConfig(max_new_tokens=20))
+  with pytest.raises(ValueError, match="temperature must be >= 0"):
+    DecodeConfig(max_new_tokens=3, temperature=-1.0)
+  with pytest.raises(ValueError, match="prompt_len has shape"):
+    generate(model, jnp.ones((2, 5), jnp.int32), jnp.array([5, 5, 5]), DecodeConfig(max_new_tokens=3))
