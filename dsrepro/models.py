@@ -82,9 +82,10 @@ class ModelConfig:
 
 
 # Architecture dims of the garden; vocab_size and max_len come from the task/tokenizer.
-# Parameter counts at vocab 2048 (tied embeddings): nano 0.49M, micro 1.3M, mini 3.9M, small 8.9M, base 24M;
+# Parameter counts at vocab 2048 (tied embeddings): pico 0.26M, nano 0.49M, micro 1.3M, mini 3.9M, small 8.9M, base 24M;
 # the paper's LM1B pair (REFERENCE.md sec. 6) is meant for accelerators.
 GARDEN: dict[str, dict] = {
+    "pico": dict(d_model=64, n_layers=2, n_heads=2, d_ff=256),
     "nano": dict(d_model=96, n_layers=2, n_heads=3, d_ff=384),
     "micro": dict(d_model=128, n_layers=4, n_heads=4, d_ff=512),
     "mini": dict(d_model=192, n_layers=6, n_heads=6, d_ff=768),
