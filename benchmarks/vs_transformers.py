@@ -28,6 +28,10 @@ Choices:
   (the first compiles dsrepro's programs; trace counters confirm no recompilation afterwards). ``--repeats``
   rounds, each over all prompts and methods interleaved; per (method, prompt) the median round is kept; tok/s is
   total new tokens / summed medians. The 1-minute load average is recorded before and after.
+* Cost model: each framework's draft is also timed alone (plain greedy, same prompts), giving the draft / target
+  per-token cost ratio c; a block costs about gamma * c + 1 target steps (the (gamma+1)-token verify call taken
+  as one step), so the predicted SD speedup is tokens per block / (gamma * c + 1). At these tiny sizes decoding is
+  per-call overhead bound, so c is far above the parameter ratio and SD can lose to plain decoding.
 * Identity: every method's tokens are compared with HF plain greedy (the reference) token for token; a mismatch
   is reported with its first position and the reference model's top-1 / top-2 logit margin there (a near tie
   that float differences between frameworks can flip). Also recorded: the max |logit| difference between the
@@ -52,6 +56,7 @@ from dsrepro import runs
 OUT = Path(__file__).parent / "results" / "vs_transformers.json"
 VOCAB, MAX_PROMPT, MAX_TARGET, MAX_LEN = 2048, 128, 128, 256
 METHODS = ("hf_plain", "hf_assisted", "ds_plain", "ds_spec")
+DRAFT_METHODS = ("hf_draft_plain", "ds_draft_plain")  # timed only: the draft / target cost ratio c
 
 
 def run_configs(args) -> dict:
@@ -179,46 +184,49 @@ def bench(args, dirs, cores):
   key = jax.random.key(0)
   calls = {"target": 0, "draft": 0}
   counting = [False]
-  for r in ("target", "draft"):
-    hf[r].register_forward_hook(lambda *_, r=r: calls.__setitem__(r, calls[r] + counting[0]))
+  hooks = [hf[r].register_forward_hook(lambda *_, r=r: calls.__setitem__(r, calls[r] + counting[0]))
+           for r in ("target", "draft")]
 
   def run(method, i):
     """Tokens (N,) and stats of one decode of prompt i."""
     ids = torch.tensor(prompts_NxP[i:i + 1, :lens_N[i]], dtype=torch.long)
     if method.startswith("hf"):
       kw = {"assistant_model": hf["draft"]} if method == "hf_assisted" else {}
+      model = hf["draft" if "draft" in method else "target"]
       with torch.inference_mode():
-        out = hf["target"].generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=N,
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=N,
                                     eos_token_id=None, pad_token_id=0, **kw)
       return out[0, ids.shape[1]:].numpy(), {}
     p, n = prompts_NxP[i:i + 1], lens_N[i:i + 1]
-    if method == "ds_plain":
-      out = jax.block_until_ready(generate(ds["target"], p, n, dcfg, key))
+    if method in ("ds_plain", "ds_draft_plain"):
+      out = jax.block_until_ready(generate(ds["draft" if "draft" in method else "target"], p, n, dcfg, key))
       return np.asarray(out.tokens_BxN[0]), {"num": int(out.num_B[0])}
     out = jax.block_until_ready(speculative_generate(ds["target"], ds["draft"], p, n, scfg, key))
     acc = np.asarray(out.accepted_BxK[0])
     return np.asarray(out.tokens_BxN[0]), {"num": int(out.num_B[0]), "target_calls": int(out.target_calls_B[0]),
                                            "accepted": acc[acc >= 0].tolist()}
 
-  # warm-up (compiles dsrepro; HF call counts taken here, outside the timed runs)
+  # warm-up (compiles dsrepro; HF forward calls are counted here, outside the timed runs)
   tokens, stats = {}, {}
   t0 = time.perf_counter()
   for i in range(args.n_prompts):
-    for m in METHODS:
+    for m in METHODS + DRAFT_METHODS:
       calls.update(target=0, draft=0)
       counting[0] = m.startswith("hf")
       tokens[m, i], stats[m, i] = run(m, i)
       counting[0] = False
-      if m.startswith("hf"):
+      if m in ("hf_plain", "hf_assisted"):
         stats[m, i] = {"target_forward_calls": calls["target"], "draft_forward_calls": calls["draft"]}
   warm_s = time.perf_counter() - t0
+  for h in hooks:  # counted in the warm-up only; the timed runs go without hooks
+    h.remove()
   traces = (decode.TRACE_COUNT["generate"], speculative.TRACE_COUNT["speculative"])
 
   load_before = os.getloadavg()
-  times = {(m, i): [] for m in METHODS for i in range(args.n_prompts)}
+  times = {(m, i): [] for m in METHODS + DRAFT_METHODS for i in range(args.n_prompts)}
   for _ in range(args.repeats):
     for i in range(args.n_prompts):
-      for m in METHODS:
+      for m in METHODS + DRAFT_METHODS:
         t0 = time.perf_counter()
         toks, _ = run(m, i)
         times[m, i].append(time.perf_counter() - t0)
@@ -242,7 +250,7 @@ def bench(args, dirs, cores):
     logit_diffs.append(float(np.abs(hf_logits - ds_logits).max()))
     margins.append(float(margin.min()))
     row = {"id": examples[i].id, "prompt_len": int(lens_N[i]), "max_abs_logit_diff": logit_diffs[-1],
-           "min_top2_margin": margins[-1], "median_s": {m: statistics.median(times[m, i]) for m in METHODS}}
+           "min_top2_margin": margins[-1], "median_s": {m: statistics.median(times[m, i]) for m in METHODS + DRAFT_METHODS}}
     for m in METHODS:
       pos = first_mismatch(tokens[m, i], ref)
       row[m] = {"match": pos is None, "first_mismatch": pos, **stats[m, i]}
@@ -250,11 +258,13 @@ def bench(args, dirs, cores):
         row[m]["ref_top2_margin_there"] = float(margin[pos]) if pos < len(margin) else None
     per_prompt.append(row)
   n_tok = args.n_prompts * N
-  total = {m: sum(r["median_s"][m] for r in per_prompt) for m in METHODS}
-  tps = {m: n_tok / total[m] for m in METHODS}
+  total = {m: sum(r["median_s"][m] for r in per_prompt) for m in METHODS + DRAFT_METHODS}
+  tps = {m: n_tok / total[m] for m in METHODS + DRAFT_METHODS}
   acc = [a for r in per_prompt for a in r["ds_spec"]["accepted"]]
   hf_t = sum(r["hf_assisted"]["target_forward_calls"] for r in per_prompt)
   ds_t = sum(r["ds_spec"]["target_calls"] for r in per_prompt)
+  c = {"hf": total["hf_draft_plain"] / total["hf_plain"], "ds": total["ds_draft_plain"] / total["ds_plain"]}
+  per_block = {"hf": n_tok / hf_t, "ds": n_tok / ds_t}
   summary = {
       "tokens_per_s": tps, "total_s": total, "new_tokens_total": n_tok,
       "matches_vs_hf_plain": {m: sum(r[m]["match"] for r in per_prompt) for m in METHODS},
@@ -266,6 +276,8 @@ def bench(args, dirs, cores):
       "ds_spec_tokens_per_target_call": n_tok / ds_t,
       "hf_assisted_target_forward_calls": hf_t, "ds_spec_target_calls": ds_t,
       "hf_assisted_tokens_per_target_call": n_tok / hf_t,
+      "draft_target_cost_ratio_c": c,
+      "predicted_sd_speedup": {k: per_block[k] / (G * c[k] + 1) for k in c},
       "max_abs_logit_diff": max(logit_diffs), "min_top2_margin": min(margins),
   }
   cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
@@ -308,14 +320,19 @@ def print_table(res: dict) -> None:
         f"{res['load_1m_5m_15m']['before_timing'][0]:.2f}/{res['load_1m_5m_15m']['after_timing'][0]:.2f}")
   own = {"hf_plain": 1.0, "hf_assisted": s["speedup_hf_assisted_over_hf_plain"], "ds_plain": 1.0,
          "ds_spec": s["speedup_ds_spec_over_ds_plain"]}
-  print(f"{'method':12} {'tok/s':>9} {'vs own plain':>12} {'match':>7}")
+  print(f"{'method':14} {'tok/s':>9} {'vs own plain':>12} {'match':>7}")
   for m in METHODS:
-    print(f"{m:12} {s['tokens_per_s'][m]:>9.1f} {own[m]:>11.2f}x {s['matches_vs_hf_plain'][m]:>3}/{st['n_prompts']}")
+    print(f"{m:14} {s['tokens_per_s'][m]:>9.1f} {own[m]:>11.2f}x {s['matches_vs_hf_plain'][m]:>3}/{st['n_prompts']}")
+  for m in DRAFT_METHODS:
+    print(f"{m:14} {s['tokens_per_s'][m]:>9.1f} {'(draft alone)':>12}")
   print(f"dsrepro SD / HF assisted: {s['ds_spec_over_hf_assisted']:.2f}x; dsrepro plain / HF plain: "
         f"{s['ds_plain_over_hf_plain']:.2f}x; accepted/block {s['ds_spec_mean_accepted_per_block']:.2f}; "
         f"tokens/target call ds {s['ds_spec_tokens_per_target_call']:.2f} hf "
         f"{s['hf_assisted_tokens_per_target_call']:.2f}; max |logit diff| {s['max_abs_logit_diff']:.1e}; "
         f"min top-2 margin {s['min_top2_margin']:.3f}")
+  c, pred = s["draft_target_cost_ratio_c"], s["predicted_sd_speedup"]
+  print(f"draft/target cost ratio c: hf {c['hf']:.2f}, ds {c['ds']:.2f}; predicted SD speedup "
+        f"(tokens per block / (gamma c + 1)): hf {pred['hf']:.2f}x, ds {pred['ds']:.2f}x")
 
 
 if __name__ == "__main__":

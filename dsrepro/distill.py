@@ -32,12 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dsrepro import divergences, evaluate, kd_data, metrics, runs
 from dsrepro.decode import DecodeConfig
 from dsrepro.speculative import SpecConfig
 from dsrepro.tokenizer import decode_until_eos
-from dsrepro.train import TrainConfig, named_key, train_loop
+from dsrepro.train import TrainConfig, make_mesh, named_key, train_loop
 
 __all__ = ["DATA_SOURCES", "KDConfig", "ALGORITHMS", "GRID_DATA", "GRID_DIVERGENCES", "grid_config", "kd_loss",
            "make_kd_loss", "distill", "adaspec", "alignment_eval_fn"]
@@ -143,10 +144,16 @@ def kd_loss(student, batch: dict, teacher, ref=None, *, kd: KDConfig = KDConfig(
   return loss, {**aux, "kd_loss": jax.lax.stop_gradient(full), "ref_kd_loss": ref_full, "tokens": n_tokens}
 
 
-@functools.lru_cache(maxsize=32)
 def make_kd_loss(kd: KDConfig) -> Callable:
-  """``kd_loss`` bound to ``kd`` as a train_loop ``loss_fn``; one function object per config, so train_loop's
-  compiled-step cache reuses the compiled step across runs with the same recipe."""
+  """``kd_loss`` bound to ``kd`` as a train_loop ``loss_fn``. One function object per LOSS (divergence, beta,
+  temperature, adaspec_k; the data fields do not enter the loss), so train_loop's compiled-step cache shares one
+  compiled step between, e.g., SupervisedKD, SeqKD and GKD runs with the same TrainConfig and row width."""
+  return _bound_loss(KDConfig(divergence=kd.divergence, beta=kd.beta, temperature=kd.temperature,
+                              adaspec_k=kd.adaspec_k))
+
+
+@functools.lru_cache(maxsize=32)
+def _bound_loss(kd: KDConfig) -> Callable:
 
   def loss_fn(student, batch, teacher, ref=None):
     return kd_loss(student, batch, teacher, ref, kd=kd)
@@ -229,6 +236,10 @@ def distill(student, teacher, kd: KDConfig, train_cfg: TrainConfig, data: dict, 
     if m is not None and width > m.cfg.max_len:
       raise ValueError(f"rows of {width} tokens (data width {L}, prompt width {prompt_width}, max_new_tokens "
                        f"{kd.max_new_tokens}) exceed the {name}'s max_len={m.cfg.max_len}")
+  # The teacher is placed like the student's parameters in train_loop (replicated over the mesh), so teacher and
+  # student sampling hit the same compiled sampler when their architectures agree.
+  mesh = make_mesh() if mesh is None else mesh
+  teacher = _replicated(teacher, mesh)
   batch_fn = kd_data.kd_batch_fn(data, kd.sources, kd.mix, train_cfg.batch_size, train_cfg.seed, width=width,
                                  prompt_width=prompt_width, decode_cfg=decode_cfg, teacher=teacher)
   frozen = {"teacher": teacher} if ref is None else {"teacher": teacher, "ref": ref}
@@ -237,19 +248,27 @@ def distill(student, teacher, kd: KDConfig, train_cfg: TrainConfig, data: dict, 
                     desc=desc, mesh=mesh, stop_after=stop_after)
 
 
+def _replicated(model, mesh):
+  graphdef, state = nnx.split(model)
+  return nnx.merge(graphdef, jax.device_put(state, NamedSharding(mesh, P())))
+
+
 def adaspec(student, teacher, train_cfg: TrainConfig, data: dict, run_dir: str | os.PathLike, k: float = 0.4, *,
-            eval_fn: Callable | None = None, temperature: float = 1.0, **distill_kw):
+            eval_fn: Callable | None = None, temperature: float = 1.0, pad_id: int | None = None,
+            eos_id: int | None = None, mesh=None):
   """AdaSPEC: returns ``(draft, ref)``. Stage 1 (run_dir/ref): ref = SupervisedKD (FKL, ground truth) of a copy
   of ``student``. Stage 2 (run_dir/draft): the draft, from ``student``'s weights, trained with selective FKL
-  (``adaspec_k=k``) on the ground-truth data. Both stages run ``train_cfg.steps`` steps (compute-matched with
-  DistillSpec; see the module doc). ``eval_fn`` is used in stage 2 only; ``distill_kw`` (pad_id, eos_id, mesh)
-  go to both stages."""
+  (``adaspec_k=k``) on the ground-truth data with the finished ref frozen. Both stages run ``train_cfg.steps``
+  steps (compute-matched with DistillSpec; see the module doc); each is resumable and reused when DONE.
+  ``eval_fn`` is used in stage 2 only; pad_id / eos_id / mesh go to both stages (the ids are not needed for
+  ground-truth data, but are checked against data["pad_id"] / data["eos_id"] as in ``distill``)."""
   run_dir = Path(run_dir)
   ref_kd = KDConfig(divergence="fkl", data="ground_truth", temperature=temperature)
-  ref = distill(student, teacher, ref_kd, train_cfg, data, run_dir / "ref", desc="adaspec-ref", **distill_kw)
+  ref = distill(student, teacher, ref_kd, train_cfg, data, run_dir / "ref", pad_id=pad_id, eos_id=eos_id,
+                mesh=mesh, desc="adaspec-ref")
   draft_kd = dataclasses.replace(ref_kd, adaspec_k=k)
   draft = distill(student, teacher, draft_kd, train_cfg, data, run_dir / "draft", ref=ref, eval_fn=eval_fn,
-                  desc=f"adaspec[k={k}]", **distill_kw)
+                  pad_id=pad_id, eos_id=eos_id, mesh=mesh, desc=f"adaspec[k={k}]")
   return draft, ref
 
 

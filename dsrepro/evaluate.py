@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax import lax
 
 from dsrepro import metrics
 from dsrepro.decode import DecodeConfig, generate
@@ -104,7 +105,10 @@ def _step(graphdef, state, tokens_BxL, cache):
 
 
 def forward_latency(model, n_tokens: int, context: int = 128, reps: int = 30) -> float:
-  """Median seconds of one cached forward of n_tokens at batch 1 with `context` tokens already in the cache."""
+  """Median seconds of one cached forward of n_tokens at batch 1 with `context` tokens already in the cache.
+
+  One jitted call per forward: includes Python dispatch (~0.1-0.5 ms on CPU), which the SD while loop does not
+  pay; see ``loop_latency`` for the in-loop cost."""
   graphdef, state = nnx.split(model)
   cache = init_cache(model.cfg, 1, min(model.cfg.max_len, context + n_tokens)).rollback(jnp.array([context]))
   toks = jnp.ones((1, n_tokens), jnp.int32)
@@ -117,41 +121,90 @@ def forward_latency(model, n_tokens: int, context: int = 128, reps: int = 30) ->
   return float(np.median(times))
 
 
-def latencies(target, draft, gamma: int, context: int = 128) -> dict:
-  """t_draft (1 token), t_target (1 token), t_verify (gamma + 1 tokens) and c = t_draft / t_target."""
-  t_d = forward_latency(draft, 1, context)
-  t_t = forward_latency(target, 1, context)
-  t_v = forward_latency(target, gamma + 1, context)
+@functools.partial(jax.jit, static_argnames=("graphdef", "n_tokens", "calls"))
+def _loop(graphdef, state, cache, n_tokens, calls):
+  def body(i, c):
+    cache, acc = c
+    tok = (i + (acc > 0).astype(jnp.int32)) % 2   # depends on the last logits: nothing is hoisted
+    logits_BxLxV, cache = nnx.merge(graphdef, state)(jnp.full((1, n_tokens), tok, jnp.int32), cache)
+    return cache.rollback(cache.end_B - n_tokens), acc + logits_BxLxV[0, -1, 0]
+  return lax.fori_loop(0, calls, body, (cache, jnp.float32(0)))[1]
+
+
+def loop_latency(model, n_tokens: int, context: int = 128, cache_len: int | None = None, calls: int = 16,
+                 reps: int = 5) -> float:
+  """Seconds of one cached batch-1 forward of n_tokens INSIDE a jitted loop, as in the SD / decoding loops.
+
+  A ``lax.fori_loop`` runs the forward ``calls`` times (each call's tokens depend on the previous logits, and the
+  cache is rolled back to ``context`` after each call, so every call sees the same context). Per-call time =
+  (min time of 2 + calls forwards - min time of 2 forwards) / calls: the difference cancels Python dispatch and
+  the minimum over ``reps`` runs discards interference from other processes. ``cache_len`` (default
+  context + n_tokens) is the buffer length attention runs over (SD uses prompt + max_new_tokens + gamma + 1)."""
+  cache_len = context + n_tokens if cache_len is None else cache_len
+  if cache_len < context + n_tokens:
+    raise ValueError(f"cache_len={cache_len} < context + n_tokens = {context + n_tokens}")
+  graphdef, state = nnx.split(model)
+  cache = init_cache(model.cfg, 1, cache_len).rollback(jnp.array([context]))
+  t = {}
+  for n in (2, 2 + calls):
+    _loop(graphdef, state, cache, n_tokens, n).block_until_ready()
+    t[n] = []
+  for _ in range(reps):
+    for n in t:
+      t0 = time.perf_counter()
+      _loop(graphdef, state, cache, n_tokens, n).block_until_ready()
+      t[n].append(time.perf_counter() - t0)
+  return max((min(t[2 + calls]) - min(t[2])) / calls, 1e-9)
+
+
+def latencies(target, draft, gamma: int, context: int = 128, in_loop: bool = False,
+              cache_len: int | None = None) -> dict:
+  """t_draft (1 token), t_target (1 token), t_verify (gamma + 1 tokens) and c = t_draft / t_target.
+
+  in_loop=False: ``forward_latency`` (one jitted call each, dispatch included); True: ``loop_latency`` (the
+  per-call cost inside a jitted loop, with ``cache_len`` the cache buffer length)."""
+  if in_loop:
+    lat = lambda m, n: loop_latency(m, n, context, cache_len=cache_len)
+  else:
+    lat = lambda m, n: forward_latency(m, n, context)
+  t_d = lat(draft, 1)
+  t_t = lat(target, 1)
+  t_v = lat(target, gamma + 1)
   return dict(t_draft=t_d, t_target=t_t, t_verify=t_v, c=t_d / t_t)
 
 
 def wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg: SpecConfig, key, reps: int = 1) -> dict:
-  """Batch-1 wall time of plain target decoding vs SD on the same prompts (after compiling both)."""
+  """Batch-1 wall time of plain target decoding vs SD on the same prompts (after compiling both).
+
+  Prompt i uses key fold_in(key, i) for both decoders. reps > 1 runs each prompt reps times (plain and SD
+  interleaved, same key, so the same tokens) and keeps each prompt's fastest run: robust to other processes
+  on a shared machine. Times are whole ``generate`` / ``speculative_generate`` calls (Python included)."""
   plain_cfg = DecodeConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, eos_id=cfg.eos_id,
                            pad_id=cfg.pad_id)
   rows = [(jnp.asarray(prompts_NxP[i:i + 1]), jnp.asarray(plen_N[i:i + 1])) for i in range(len(prompts_NxP))]
   p0, l0 = rows[0]
   generate(target, p0, l0, plain_cfg, key).tokens_BxN.block_until_ready()
   speculative_generate(target, draft, p0, l0, cfg, key).tokens_BxN.block_until_ready()
-  t_plain = t_sd = 0.0
-  n_plain = n_sd = 0
-  accepted, calls = [], []
+  t_plain, t_sd = np.full(len(rows), np.inf), np.full(len(rows), np.inf)
+  n_plain, n_sd, accepted, calls = [], [], [], []
   for r in range(reps):
     for i, (p, l) in enumerate(rows):
-      k = jax.random.fold_in(key, r * len(rows) + i)
+      k = jax.random.fold_in(key, i)
       t0 = time.perf_counter()
       o = generate(target, p, l, plain_cfg, k)
       o.tokens_BxN.block_until_ready()
-      t_plain += time.perf_counter() - t0
-      n_plain += int(o.num_B[0])
+      t_plain[i] = min(t_plain[i], time.perf_counter() - t0)
       t0 = time.perf_counter()
       s = speculative_generate(target, draft, p, l, cfg, k)
       s.tokens_BxN.block_until_ready()
-      t_sd += time.perf_counter() - t0
-      n_sd += int(s.num_B[0])
-      accepted.append(np.asarray(s.accepted_BxK[0]))
-      calls.append(int(s.target_calls_B[0]))
-  summ = metrics.sd_summary(np.stack(accepted), cfg.gamma, target_calls_B=np.array(calls))
-  return dict(plain_s_per_token=t_plain / n_plain, sd_s_per_token=t_sd / n_sd,
-              speedup=(t_plain / n_plain) / (t_sd / n_sd), tau=float(n_sd / sum(calls)),
-              alpha_hat=summ["alpha_hat"], tokens_plain=n_plain, tokens_sd=n_sd)
+      t_sd[i] = min(t_sd[i], time.perf_counter() - t0)
+      if r == 0:
+        n_plain.append(int(o.num_B[0]))
+        n_sd.append(int(s.num_B[0]))
+        accepted.append(np.asarray(s.accepted_BxK[0]))
+        calls.append(int(s.target_calls_B[0]))
+  summ = metrics.sd_summary(np.stack(accepted), cfg.gamma, num_tokens_B=np.array(n_sd), target_calls_B=np.array(calls))
+  plain_tok, sd_tok = t_plain.sum() / sum(n_plain), t_sd.sum() / sum(n_sd)
+  return dict(plain_s_per_token=plain_tok, sd_s_per_token=sd_tok, speedup=plain_tok / sd_tok, tau=summ["tau"],
+              alpha_hat=summ["alpha_hat"], tokens_plain=sum(n_plain), tokens_sd=sum(n_sd),
+              target_calls=sum(calls), sd_s_per_block=t_sd.sum() / sum(calls))

@@ -10,6 +10,7 @@ decoding, gamma, lenience) with empirical alpha / tau from real SD runs, teacher
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -65,9 +66,9 @@ class TaskData:
     mp, mt = min(p.max_prompt_len, spec.max_input_len), min(p.max_target_len, spec.max_output_len)
     self.max_prompt_len = mp
     enc = lambda ex: tok_lib.encode_examples(self.tokenizer, ex, mp, mt, pad_to=p.pad_len)
-    as_dict = lambda e: {"tokens": np.asarray(e.tokens_NxL), "loss_mask": np.asarray(e.loss_mask_NxL),
-                         "prompt_len": np.asarray(e.prompt_len_N)}
-    self.train = as_dict(enc(data_lib.load_task(task, "train", limit=p.n_train or None)))
+    as_dict = lambda e: {"tokens": np.asarray(e.tokens_NxL), "loss_mask": np.asarray(e.loss_mask_NxL)}
+    train = enc(data_lib.load_task(task, "train", limit=p.n_train or None))
+    self.train, self.train_prompt_len = as_dict(train), np.asarray(train.prompt_len_N)
     val = data_lib.load_task(task, "validation")
     self.val = as_dict(enc(val[:max(p.n_eval, 64)]))
     self.eval_examples = val[:p.n_eval]
@@ -120,6 +121,9 @@ def kd_model(p: Profile, task: str, label: str, kd, student_size: str | None = N
   student, s_id = sft_model(p, task, student_size or p.draft_size, root)
   teacher, t_id = teacher or sft_model(p, task, p.target_size, root)
   tcfg = p.kd if steps is None else _with_steps(p.kd, steps)
+  kd = dataclasses.replace(kd, max_new_tokens=p.max_new_tokens)  # generated rows must fit the models' context
+  if track:  # p.track_points alignment evaluations during the run (Fig. 3a), the last one at the end
+    tcfg = dataclasses.replace(tcfg, eval_every=max(1, tcfg.steps // p.track_points))
   run_dir = runs.run_dir_for(_root(p, root), f"kd-{task}-{label}",
                              dict(kd=kd, train=tcfg, student=s_id, teacher=t_id, track=track,
                                   max_new_tokens=p.max_new_tokens))
@@ -154,7 +158,7 @@ def _with_steps(cfg, steps):
 
 
 def _kd_data(td: TaskData) -> dict:
-  return dict(td.train)
+  return dict(td.train, prompt_len=td.train_prompt_len)
 
 
 def _tracker(p: Profile, td: TaskData, teacher):

@@ -64,7 +64,7 @@ PROFILES: dict[str, Profile] = {
         name="quick", tasks=("gsm8k", "xsum"), fig4_tasks=("gsm8k",), adaspec_tasks=("gsm8k",),
         garden=("pico", "nano", "micro", "mini"), target_size="micro", draft_size="nano", vocab_size=1024,
         max_prompt_len=64, max_target_len=64, n_train=4000,
-        sft_target=_tc(250, 0.2, 16), sft_draft=_tc(150, 0.2, 16), kd=_tc(80, 0.05, 16), kd_grid_steps=40,
+        sft_target=_tc(400, 0.2, 16), sft_draft=_tc(200, 0.2, 16), kd=_tc(80, 0.05, 16), kd_grid_steps=40,
         n_eval=32, eval_batch=32, max_new_tokens=48),
     "full": Profile(
         name="full", tasks=("gsm8k", "xsum", "cnn_dailymail", "wmt14_en_de", "lm1b"),

@@ -17,6 +17,15 @@ eps is a traced argument (sweeping it does not recompile); lenience must be 1 in
 
 Rows advance independently (own accepted lengths, own EOS / max_new_tokens). Stats per row: accepted count per
 block (``accepted_BxK``, -1 for blocks not run), target calls, draft calls.
+
+Speed choices (CPU, batch 1; see benchmarks/speculative.py): the loop is one ``lax.while_loop`` with no host sync.
+Randomness: ``key`` seeds a ``lax.rng_bit_generator`` state carried in the loop; each block draws ALL its random
+bits in one op (gamma + 1 Gumbel vectors for the draft samples and the correction/bonus token, gamma uniforms
+for the accept tests). jax.random's threefry is lowered on CPU as a rolled while loop per call; the old
+split/fold_in/categorical/uniform calls were ~8 such loops per block. Sampling is Gumbel-max (argmax of
+logits / T + Gumbel), the same rule as ``jax.random.categorical``, so samples are exact; the streams differ
+from jax.random's for a given key. Greedy mode draws no random bits. Batch 1 updates use dynamic_update_slice,
+not scatters.
 """
 from __future__ import annotations
 
@@ -31,7 +40,7 @@ from flax import nnx
 from jax import lax
 
 from dsrepro import sampling
-from dsrepro.decode import check_prompts, prefill
+from dsrepro.decode import check_prompts, gumbel_from_bits, prefill, uniform_from_bits
 from dsrepro.kvcache import KVCache, write_rows
 
 TRACE_COUNT: Counter = Counter()
@@ -79,7 +88,8 @@ class SpecState:
   blocks_B: jax.Array        # [B] int32 blocks run = target calls (after the prefill)
   t_cache: KVCache
   d_cache: KVCache
-  step: jax.Array            # [] int32 loop iteration (for the key stream)
+  step: jax.Array            # [] int32 loop iteration
+  rng: jax.Array             # [4] uint32 lax.rng_bit_generator state
 
 
 @flax.struct.dataclass
@@ -95,8 +105,21 @@ def _take(x_BxS, idx_B):
   return jnp.take_along_axis(x_BxS, idx_B[:, None], axis=1)[:, 0]
 
 
-def _draft(d_model, s: SpecState, cfg: SpecConfig, keys_G):
-  """gamma draft tokens per row; returns y_BxG, draft probs q_BxGxV and the draft cache."""
+def _block_noise(rng, B: int, V: int, cfg: SpecConfig):
+  """One rng_bit_generator call per block: Gumbel noise g_BxG1xV (draft samples, then the final token) and
+  accept-test uniforms u_BxG. Returns (new rng state, g, u); (rng, None, None) in greedy mode."""
+  if cfg.temperature == 0:
+    return rng, None, None
+  G = cfg.gamma
+  rng, bits = lax.rng_bit_generator(rng, (B, (G + 1) * V + G), dtype=jnp.uint32)
+  g_BxG1xV = gumbel_from_bits(bits[:, :(G + 1) * V]).reshape(B, G + 1, V)
+  return rng, g_BxG1xV, uniform_from_bits(bits[:, (G + 1) * V:])
+
+
+def _draft(d_model, s: SpecState, cfg: SpecConfig, g_BxG1xV):
+  """gamma draft tokens per row; returns y_BxG, draft probs q_BxGxV and the draft cache.
+
+  g_BxG1xV: Gumbel noise (None when greedy); draft token i is argmax(logits / T + g[:, i])."""
   n_B = s.len_B - 1                                  # position of the last token
   has_prev = n_B >= 1
   prev_B = _take(s.seq_BxS, jnp.maximum(n_B - 1, 0))
@@ -113,22 +136,24 @@ def _draft(d_model, s: SpecState, cfg: SpecConfig, keys_G):
       logits_Bx1xV, cache = d_model(ys[-1][:, None], cache)
       logits_BxV = logits_Bx1xV[:, 0]
     qs.append(sampling.probs(logits_BxV, cfg.temperature))
-    ys.append(sampling.sample(logits_BxV, keys_G[i], cfg.temperature))
+    if cfg.temperature == 0:
+      ys.append(jnp.argmax(logits_BxV, -1).astype(jnp.int32))
+    else:
+      ys.append(jnp.argmax(logits_BxV / cfg.temperature + g_BxG1xV[:, i], -1).astype(jnp.int32))
   return jnp.stack(ys, 1), jnp.stack(qs, 1), cache
 
 
-def _verify(p_BxG1xV, q_BxGxV, y_BxG, eps, key, cfg: SpecConfig):
-  """Accept/reject. Returns a_B (accepted count) and z_B (the resampled or bonus token)."""
+def _verify(p_BxG1xV, q_BxGxV, y_BxG, eps, u_BxG, g_BxV, cfg: SpecConfig):
+  """Accept/reject. Returns a_B (accepted count) and z_B (the resampled or bonus token).
+
+  u_BxG: accept-test uniforms; g_BxV: Gumbel noise for z (both None when greedy)."""
   G = cfg.gamma
-  B = y_BxG.shape[0]
   p_BxGxV = p_BxG1xV[:, :G]
   if cfg.temperature == 0:
     ok_BxG = y_BxG == jnp.argmax(p_BxGxV, -1)
   else:
-    u_key, key = jax.random.split(key)
     p_y = jnp.take_along_axis(p_BxGxV, y_BxG[..., None], -1)[..., 0]
     q_y = jnp.take_along_axis(q_BxGxV, y_BxG[..., None], -1)[..., 0]
-    u_BxG = jax.random.uniform(u_key, (B, G))
     ok_BxG = u_BxG * q_y < lenience(p_y, eps, cfg.lenience_fn)
   a_B = jnp.sum(jnp.cumprod(ok_BxG.astype(jnp.int32), axis=1), axis=1)
   p_next_BxV = jnp.take_along_axis(p_BxG1xV, a_B[:, None, None], axis=1)[:, 0]
@@ -138,7 +163,7 @@ def _verify(p_BxG1xV, q_BxGxV, y_BxG, eps, key, cfg: SpecConfig):
   q_next_BxV = jnp.take_along_axis(q_pad_BxG1xV, a_B[:, None, None], axis=1)[:, 0]
   resid_BxV = jnp.maximum(p_next_BxV - q_next_BxV, 0.0)
   resid_BxV = jnp.where(jnp.sum(resid_BxV, -1, keepdims=True) > 0, resid_BxV, p_next_BxV)
-  z_B = jax.random.categorical(key, jnp.log(resid_BxV)).astype(jnp.int32)
+  z_B = jnp.argmax(jnp.log(resid_BxV) + g_BxV, -1).astype(jnp.int32)  # Gumbel-max; log 0 = -inf never wins
   return a_B, z_B
 
 
@@ -149,6 +174,7 @@ def _speculative(t_graph, t_state, d_graph, d_state, prompt_BxP, prompt_len_B, k
   B, P = prompt_BxP.shape
   N, G = cfg.max_new_tokens, cfg.gamma
   S = P + N + G + 1
+  q_vocab = draft.cfg.vocab_size
   _, t_cache = prefill(target, prompt_BxP, prompt_len_B, S)
   _, d_cache = prefill(draft, prompt_BxP, prompt_len_B, S)
   seq = jnp.full((B, S), cfg.pad_id, jnp.int32).at[:, :P].set(prompt_BxP)
@@ -156,17 +182,18 @@ def _speculative(t_graph, t_state, d_graph, d_state, prompt_BxP, prompt_len_B, k
   init = SpecState(seq_BxS=seq, len_B=prompt_len_B, out_BxM=jnp.full((B, N + G + 1), cfg.pad_id, jnp.int32),
                    num_B=jnp.zeros((B,), jnp.int32), done_B=jnp.zeros((B,), bool),
                    accepted_BxK=jnp.full((B, N), -1, jnp.int32), blocks_B=jnp.zeros((B,), jnp.int32),
-                   t_cache=t_cache.rollback(prompt_len_B - 1), d_cache=d_cache, step=jnp.int32(0))
+                   t_cache=t_cache.rollback(prompt_len_B - 1), d_cache=d_cache, step=jnp.int32(0),
+                   rng=jax.random.bits(key, (4,), jnp.uint32))
 
   def body(s: SpecState) -> SpecState:
     tgt, drf = nnx.merge(t_graph, t_state), nnx.merge(d_graph, d_state)
-    keys = jax.random.split(jax.random.fold_in(key, s.step), G + 1)
-    y_BxG, q_BxGxV, d_cache = _draft(drf, s, cfg, keys[:G])
+    rng, g_BxG1xV, u_BxG = _block_noise(s.rng, B, q_vocab, cfg)
+    y_BxG, q_BxGxV, d_cache = _draft(drf, s, cfg, g_BxG1xV)
     n_B = s.len_B - 1
     feed_BxG1 = jnp.concatenate([_take(s.seq_BxS, n_B)[:, None], y_BxG], axis=1)
     logits_BxG1xV, t_cache = tgt(feed_BxG1, s.t_cache.rollback(n_B))
     p_BxG1xV = sampling.probs(logits_BxG1xV, cfg.temperature)
-    a_B, z_B = _verify(p_BxG1xV, q_BxGxV, y_BxG, eps, keys[G], cfg)
+    a_B, z_B = _verify(p_BxG1xV, q_BxGxV, y_BxG, eps, u_BxG, None if g_BxG1xV is None else g_BxG1xV[:, G], cfg)
     # emitted block: y_1..y_a then z, padded to G + 1
     idx_G1 = jnp.arange(G + 1)
     y_pad_BxG1 = jnp.concatenate([y_BxG, jnp.zeros_like(y_BxG[:, :1])], axis=1)
@@ -185,12 +212,12 @@ def _speculative(t_graph, t_state, d_graph, d_state, prompt_BxP, prompt_len_B, k
     num_B = s.num_B + count_B
     len_B = s.len_B + count_B
     done_B = s.done_B | (active & (hit_eos_B | (num_B >= N)))
-    rows = jnp.arange(B)
-    blk = jnp.minimum(s.blocks_B, N - 1)
-    accepted = s.accepted_BxK.at[rows, blk].set(jnp.where(active, a_B, s.accepted_BxK[rows, blk]))
+    blk_B = jnp.minimum(s.blocks_B, N - 1)
+    acc_B = jnp.where(active, a_B, _take(s.accepted_BxK, blk_B))
+    accepted = write_rows(s.accepted_BxK[..., None, None], acc_B[:, None, None, None], blk_B)[..., 0, 0]
     return SpecState(seq_BxS=seq, len_B=len_B, out_BxM=out, num_B=num_B, done_B=done_B, accepted_BxK=accepted,
                      blocks_B=s.blocks_B + active.astype(jnp.int32), t_cache=t_cache.rollback(len_B - 1),
-                     d_cache=d_cache.rollback(len_B - 1), step=s.step + 1)
+                     d_cache=d_cache.rollback(len_B - 1), step=s.step + 1, rng=rng)
 
   s = lax.while_loop(lambda s: ~jnp.all(s.done_B), body, init)
   return SpecOutput(tokens_BxN=s.out_BxM[:, :N], num_B=s.num_B, accepted_BxK=s.accepted_BxK,

@@ -1,0 +1,139 @@
+"""Speculative decoding at batch 1 on this machine: latencies, alpha, tau, predicted vs realized speedup.
+
+Models: target = garden "base" (24.4M params), draft = garden "micro" (1.3M), vocab 2048, max_len 256, float32.
+Weights: RANDOM (dsrepro.models init, seeds 0 and 1), then both models' final-norm scale ``ln_f.scale`` (which
+multiplies the logits: embeddings are tied) is multiplied by ``--logit-scale`` (1.5). At init both next-token
+distributions are already high-entropy (target entropy ~7.55 nats of log 2048 = 7.62) and overlap (alpha ~0.82
+at T = 1); the x1.5 sharpens both a little, to alpha ~0.73, inside the 0.6-0.8 range of a trained pair. The
+text is meaningless but every cost (model calls, sampling, accept/reject, cache rollbacks) is that of a real run.
+
+Per gamma:
+* latencies: draft 1 token, target 1 token, target gamma + 1 tokens, KV cache at context P + N / 2 (the mean
+  context while decoding N tokens after a P-token prompt), cache buffer P + N + gamma + 1 (as SD allocates).
+  Primary: ``evaluate.loop_latency`` (cost per call inside a jitted loop, as SD and plain decoding run them);
+  also ``forward_latency`` (one jitted call each, Python dispatch included) for reference.
+* SD statistics: ``evaluate.run_sd`` on all prompts in one batch (alpha_hat = accepted / drafted, tau) and the
+  teacher-forced alpha on its outputs (mean of beta_t = sum_v min(p, q), REFERENCE.md sec. 2) with the theory
+  tau(alpha, gamma).
+* realized speedup: ``evaluate.wall_time_speedup`` -- plain target decoding vs SD, batch 1, T = 1, same prompts
+  and keys, after compilation, each prompt ``--reps`` times interleaved, fastest run per prompt (the machine is
+  shared). predicted = tau * t_target / (gamma * t_draft + t_verify) with tau from those same SD runs, so
+  realized / predicted = (plain time per token / t_target) / (SD time per block / (gamma t_draft + t_verify)):
+  the loop overheads of plain decoding and of SD beyond their model calls. Both are reported.
+
+  .venv/bin/python benchmarks/speculative.py [--gammas 3 5 7] [--n-prompts 8] [--max-new-tokens 64] [--reps 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from dsrepro import evaluate, speculative, theory
+from dsrepro.models import count_params, garden_config, make_model
+from dsrepro.speculative import SpecConfig
+
+VOCAB, MAX_LEN = 2048, 256
+OUT = Path(__file__).parent / "results" / "speculative.json"
+
+
+def make_pair(logit_scale: float):
+  target = make_model(garden_config("base", VOCAB, max_len=MAX_LEN), seed=0)
+  draft = make_model(garden_config("micro", VOCAB, max_len=MAX_LEN), seed=1)
+  for m in (target, draft):
+    m.ln_f.scale[...] = m.ln_f.scale[...] * logit_scale
+  return target, draft
+
+
+def bench_gamma(target, draft, prompts_NxP, plen_N, gamma: int, n_new: int, reps: int, key) -> dict:
+  P = prompts_NxP.shape[1]
+  load0 = os.getloadavg()[0]
+  traces0 = speculative.TRACE_COUNT["speculative"]
+  cfg = SpecConfig(gamma=gamma, max_new_tokens=n_new, temperature=1.0)
+  ctx, cache_len = P + n_new // 2, P + n_new + gamma + 1
+  lat = evaluate.latencies(target, draft, gamma, context=ctx, in_loop=True, cache_len=cache_len)
+  lat_call = evaluate.latencies(target, draft, gamma, context=ctx)
+  sd = evaluate.run_sd(target, draft, prompts_NxP, plen_N, cfg, key, batch_size=len(prompts_NxP))
+  seq, mask = evaluate.join_outputs(prompts_NxP, plen_N, sd["tokens_NxT"], sd["num_N"], pad_id=0)
+  alpha_tf = float(np.mean(evaluate.teacher_forced_alpha(target, draft, seq, mask, 1.0)))
+  w = evaluate.wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg, key, reps=reps)
+  pred = float(theory.predicted_speedup(w["tau"], lat["t_target"], lat["t_draft"], lat["t_verify"], gamma))
+  pred_call = float(theory.predicted_speedup(w["tau"], lat_call["t_target"], lat_call["t_draft"],
+                                             lat_call["t_verify"], gamma))
+  model_s_per_block = gamma * lat["t_draft"] + lat["t_verify"]
+  return {
+      "gamma": gamma, "context": ctx, "cache_len": cache_len,
+      "t_draft": lat["t_draft"], "t_target": lat["t_target"], "t_verify": lat["t_verify"], "c": lat["c"],
+      "per_call_dispatch_included": lat_call,
+      "alpha_tf": alpha_tf, "tau_theory": float(theory.expected_block_efficiency(alpha_tf, gamma)),
+      "alpha_hat_batched": sd["summary"]["alpha_hat"], "tau_batched": sd["summary"]["tau"],
+      "alpha_hat": w["alpha_hat"], "tau": w["tau"], "target_calls": w["target_calls"], "tokens": w["tokens_sd"],
+      "plain_s_per_token": w["plain_s_per_token"], "sd_s_per_token": w["sd_s_per_token"],
+      "sd_s_per_block": w["sd_s_per_block"],
+      "predicted_speedup": pred, "realized_speedup": w["speedup"], "realized_over_predicted": w["speedup"] / pred,
+      "predicted_speedup_per_call_latencies": pred_call, "realized_over_predicted_per_call": w["speedup"] / pred_call,
+      "plain_overhead": w["plain_s_per_token"] / lat["t_target"] - 1.0,
+      "sd_overhead": w["sd_s_per_block"] / model_s_per_block - 1.0,
+      "new_traces": speculative.TRACE_COUNT["speculative"] - traces0,
+      "loadavg_1m_before_after": [load0, os.getloadavg()[0]],
+  }
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--gammas", type=int, nargs="+", default=[3, 5, 7])
+  ap.add_argument("--n-prompts", type=int, default=8)
+  ap.add_argument("--prompt-len", type=int, default=64)
+  ap.add_argument("--max-new-tokens", type=int, default=64)
+  ap.add_argument("--reps", type=int, default=3)
+  ap.add_argument("--logit-scale", type=float, default=1.5)
+  ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument("--out", type=Path, default=OUT)
+  args = ap.parse_args()
+  if args.prompt_len + args.max_new_tokens + max(args.gammas) + 1 > MAX_LEN:
+    raise ValueError(f"prompt_len + max_new_tokens + gamma + 1 must be <= {MAX_LEN}")
+  target, draft = make_pair(args.logit_scale)
+  key = jax.random.key(args.seed)
+  prompts = np.asarray(jax.random.randint(key, (args.n_prompts, args.prompt_len), 1, VOCAB), np.int32)
+  plen = np.full((args.n_prompts,), args.prompt_len, np.int32)
+  rows = [bench_gamma(target, draft, prompts, plen, g, args.max_new_tokens, args.reps, jax.random.fold_in(key, g))
+          for g in args.gammas]
+  dev = jax.devices()[0]
+  result = {
+      "jax": jax.__version__, "backend": jax.default_backend(), "device": dev.device_kind,
+      "cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor(),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+      "target": {"size": "base", "params": count_params(target)}, "draft": {"size": "micro",
+                                                                            "params": count_params(draft)},
+      "vocab": VOCAB, "batch": 1, "temperature": 1.0, "n_prompts": args.n_prompts, "prompt_len": args.prompt_len,
+      "max_new_tokens": args.max_new_tokens, "reps": args.reps,
+      "weights": (f"random (dsrepro.models init, target seed 0, draft seed 1), then ln_f.scale x {args.logit_scale} "
+                  "in both models (tied embeddings: scales the logits); prompts uniform random tokens"),
+      "timing": ("latencies: evaluate.loop_latency (in a jitted loop, dispatch cancelled, min over reps); "
+                 "wall: evaluate.wall_time_speedup, fastest of reps per prompt; predicted = "
+                 "tau * t_target / (gamma * t_draft + t_verify)"),
+      "results": rows,
+      "note": "2-core CPU shared with other engineers; loadavg columns show how busy it was",
+  }
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  args.out.write_text(json.dumps(result, indent=1) + "\n")
+  print(f"jax {jax.__version__} on {dev.device_kind} ({jax.default_backend()}), {os.cpu_count()} cores; target "
+        f"{count_params(target) / 1e6:.1f}M, draft {count_params(draft) / 1e6:.2f}M, batch 1, T = 1")
+  print(f"{'gamma':>5} {'t_d ms':>7} {'t_t ms':>7} {'t_v ms':>7} {'c':>6} {'alpha':>6} {'a_hat':>6} {'tau':>5} "
+        f"{'tau_th':>6} {'pred':>5} {'real':>5} {'r/p':>5} {'sd_ovh':>6} {'pl_ovh':>6} {'load':>9}")
+  for r in rows:
+    print(f"{r['gamma']:>5} {1e3 * r['t_draft']:>7.3f} {1e3 * r['t_target']:>7.2f} {1e3 * r['t_verify']:>7.2f} "
+          f"{r['c']:>6.3f} {r['alpha_tf']:>6.3f} {r['alpha_hat']:>6.3f} {r['tau']:>5.2f} {r['tau_theory']:>6.2f} "
+          f"{r['predicted_speedup']:>5.2f} {r['realized_speedup']:>5.2f} {r['realized_over_predicted']:>5.2f} "
+          f"{100 * r['sd_overhead']:>5.1f}% {100 * r['plain_overhead']:>5.1f}% "
+          f"{'/'.join(f'{x:.1f}' for x in r['loadavg_1m_before_after']):>9}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,82 @@
+"""Run the figure notebooks with papermill (parameters injected, executed copies kept out of ``notebooks/``).
+
+``run_notebook(name, profile, out_dir)`` executes ``notebooks/<name>.ipynb`` with kernel "python3" (the venv's
+kernel: ``python -m ipykernel install --sys-prefix --name python3``, or ipykernel's own spec, both run this
+interpreter) in the notebooks directory and saves the executed copy under ``<run root>/<profile>/notebooks/``.
+``run_all`` runs every notebook in order (``zz_report`` last), with a progress bar over notebooks and papermill's
+per-cell one, and prints a timing summary.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from dsrepro import experiments
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+KERNEL = "python3"
+
+
+def names() -> list[str]:
+  """The notebooks in run order: alphabetical, so ``zz_report`` (which reads the others' CSVs) comes last."""
+  return sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
+
+
+def _check(name: str) -> Path:
+  path = NOTEBOOK_DIR / f"{name.removesuffix('.ipynb')}.ipynb"
+  if not path.exists():
+    raise ValueError(f"unknown notebook {name!r}; known notebooks: {', '.join(names())}")
+  return path
+
+
+def run_notebook(name: str, profile: str, out_dir, run_dir=None, executed_dir=None, progress: bool = True,
+                 **params) -> Path:
+  """Execute one notebook with papermill; returns the executed copy's path.
+
+  ``out_dir`` (figures, CSVs) and ``run_dir`` (artefact cache root, default ``experiments.default_root()``) are
+  made absolute, since the kernel runs in ``notebooks/``. ``params``: further notebook parameters (tasks, seed).
+  Executed copies go to ``executed_dir`` (default ``<run_dir>/<profile>/notebooks/``), never into notebooks/.
+  """
+  import papermill as pm
+  src = _check(name)
+  root = Path(run_dir).resolve() if run_dir else experiments.default_root()
+  executed = Path(executed_dir) if executed_dir else root / profile / "notebooks"
+  executed.mkdir(parents=True, exist_ok=True)
+  out = Path(out_dir).resolve()
+  out.mkdir(parents=True, exist_ok=True)
+  parameters = dict(profile=profile, out_dir=str(out), run_dir=str(root) if run_dir else "", **params)
+  dst = executed / src.name
+  pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR),
+                      progress_bar=progress, log_output=False)
+  return dst
+
+
+def run_all(profile: str, out_dir="figures", run_dir=None, only=None, command: str | None = None,
+            progress: bool = True, **params) -> dict[str, float]:
+  """Run every notebook (or those in ``only``) in order; returns {name: seconds}. ``command`` is recorded in the
+  report header. A failing notebook is reported and the others still run; the first error is raised at the end."""
+  from tqdm.auto import tqdm
+  todo = [n for n in names() if only is None or n in only]
+  times, errors = {}, {}
+  bar = tqdm(todo, desc=f"notebooks ({profile})", unit="nb", disable=not progress)
+  for name in bar:
+    bar.set_postfix_str(name)
+    t0 = time.perf_counter()
+    try:
+      extra = {"command": command} if name == "zz_report" and command else {}
+      run_notebook(name, profile, out_dir, run_dir=run_dir, progress=progress, **params, **extra)
+    except Exception as e:  # noqa: BLE001 -- keep going, report at the end
+      errors[name] = e
+      tqdm.write(f"[dsrepro] notebook {name} FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    times[name] = time.perf_counter() - t0
+  bar.close()
+  root = Path(run_dir).resolve() if run_dir else experiments.default_root()
+  print(f"\nnotebooks ({profile}), executed copies in {root / profile / 'notebooks'}, figures in "
+        f"{Path(out_dir).resolve()}:")
+  for name, s in times.items():
+    print(f"  {name:<24} {s:8.1f} s  {'FAILED' if name in errors else 'ok'}")
+  print(f"  {'total':<24} {sum(times.values()):8.1f} s")
+  if errors:
+    raise RuntimeError(f"{len(errors)} notebook(s) failed: {', '.join(errors)}") from next(iter(errors.values()))
+  return times
+
