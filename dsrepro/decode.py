@@ -2,7 +2,7 @@
 
 ``generate(model, prompt_BxP, prompt_len_B, cfg, key)``: prompts are right-padded; row b's prompt is
 ``prompt_BxP[b, :prompt_len_B[b]]``. The settings in :class:`DecodeConfig` are static (hashable) and the model's
-graph definition is static, so calls with the same shapes and settings reuse one compiled program
+structure (config) is static, so calls with the same shapes and settings reuse one compiled program
 (``TRACE_COUNT["generate"]`` counts traces, for tests).
 
 Randomness (speed, CPU): ``key`` seeds a ``lax.rng_bit_generator`` state that the loop carries; each step draws
@@ -20,7 +20,6 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax import lax
 
 from dsrepro import sampling
@@ -109,10 +108,11 @@ def prefill(model, prompt_BxP, prompt_len_B, cache_len: int) -> tuple[jax.Array,
   return last_BxV, cache.rollback(prompt_len_B)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "cfg"))
-def _generate(graphdef, state, prompt_BxP, prompt_len_B, key, cfg: DecodeConfig) -> DecodeOutput:
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _generate(model, prompt_BxP, prompt_len_B, key, cfg: DecodeConfig) -> DecodeOutput:
+  """The model is a jit argument as a pytree (NNX modules are pytrees): ~0.5 ms of Python per call, against
+  ~5 ms for nnx.split + hashing a static graphdef; its structure and config are the static part."""
   TRACE_COUNT["generate"] += 1
-  model = nnx.merge(graphdef, state)
   B, P = prompt_BxP.shape
   N = cfg.max_new_tokens
   logits_BxV, cache = prefill(model, prompt_BxP, prompt_len_B, P + N)
@@ -126,8 +126,7 @@ def _generate(graphdef, state, prompt_BxP, prompt_len_B, key, cfg: DecodeConfig)
     return (s.step < N) & ~jnp.all(s.done_B)
 
   def body(s: DecodeState):
-    m = nnx.merge(graphdef, state)
-    logits_Bx1xV, cache = m(s.last_B[:, None], s.cache)
+    logits_Bx1xV, cache = model(s.last_B[:, None], s.cache)
     tok_B, key = sample_step(logits_Bx1xV[:, 0], s.key, cfg)
     tok_B = jnp.where(s.done_B, cfg.pad_id, tok_B)
     out = lax.dynamic_update_slice(s.out_BxN, tok_B[:, None], (0, s.step))
@@ -145,5 +144,4 @@ def generate(model, prompt_BxP, prompt_len_B, cfg: DecodeConfig, key=None) -> De
   prompt_len_B = jnp.asarray(prompt_len_B, jnp.int32)
   check_prompts(prompt_BxP, prompt_len_B, cfg.max_new_tokens, model.cfg.max_len)
   key = jax.random.key(0) if key is None else key
-  graphdef, state = nnx.split(model)
-  return _generate(graphdef, state, prompt_BxP, prompt_len_B, key, cfg)
+  return _generate(model, prompt_BxP, prompt_len_B, key, cfg)

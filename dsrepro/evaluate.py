@@ -16,11 +16,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax import lax
 
 from dsrepro import metrics
-from dsrepro.decode import DecodeConfig, generate
+from dsrepro.decode import DecodeConfig, generate, prefill
 from dsrepro.kvcache import init_cache
 from dsrepro.speculative import SpecConfig, speculative_generate
 
@@ -79,29 +78,27 @@ def join_outputs(prompts_NxP, plen_N, out_NxT, num_N, pad_id: int):
   return seq, mask
 
 
-@functools.partial(jax.jit, static_argnames=("t_graph", "d_graph", "temperature"))
-def _beta(t_graph, t_state, d_graph, d_state, seq_BxL, temperature):
-  p_logits, _ = nnx.merge(t_graph, t_state)(seq_BxL)
-  q_logits, _ = nnx.merge(d_graph, d_state)(seq_BxL)
+@functools.partial(jax.jit, static_argnames=("temperature",))
+def _beta(target, draft, seq_BxL, temperature):
+  p_logits, _ = target(seq_BxL)
+  q_logits, _ = draft(seq_BxL)
   return metrics.token_acceptance(p_logits, q_logits, temperature)
 
 
 def teacher_forced_alpha(target, draft, seq_NxL, mask_NxL, temperature: float, batch_size: int = 32) -> np.ndarray:
   """alpha(x) per sequence: mean of beta_t over the output positions (paper Eq. 1)."""
-  t_graph, t_state = nnx.split(target)
-  d_graph, d_state = nnx.split(draft)
   n = len(seq_NxL)
   bs = min(batch_size, n)
   betas = []
   for a, b in _batches(n, bs):
-    beta = _beta(t_graph, t_state, d_graph, d_state, jnp.asarray(_pad_rows(seq_NxL[a:b], bs)), float(temperature))
+    beta = _beta(target, draft, jnp.asarray(_pad_rows(seq_NxL[a:b], bs)), float(temperature))
     betas.append(np.asarray(beta)[:b - a])
   return np.asarray(metrics.sequence_alpha(np.concatenate(betas), mask_NxL))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _step(graphdef, state, tokens_BxL, cache):
-  return nnx.merge(graphdef, state)(tokens_BxL, cache)[0]
+@jax.jit
+def _step(model, tokens_BxL, cache):
+  return model(tokens_BxL, cache)[0]
 
 
 def forward_latency(model, n_tokens: int, context: int = 128, reps: int = 30) -> float:
@@ -109,25 +106,25 @@ def forward_latency(model, n_tokens: int, context: int = 128, reps: int = 30) ->
 
   One jitted call per forward: includes Python dispatch (~0.1-0.5 ms on CPU), which the SD while loop does not
   pay; see ``loop_latency`` for the in-loop cost."""
-  graphdef, state = nnx.split(model)
   cache = init_cache(model.cfg, 1, min(model.cfg.max_len, context + n_tokens)).rollback(jnp.array([context]))
   toks = jnp.ones((1, n_tokens), jnp.int32)
-  _step(graphdef, state, toks, cache).block_until_ready()
+  _step(model, toks, cache).block_until_ready()
   times = []
   for _ in range(reps):
     t0 = time.perf_counter()
-    _step(graphdef, state, toks, cache).block_until_ready()
+    _step(model, toks, cache).block_until_ready()
     times.append(time.perf_counter() - t0)
   return float(np.median(times))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "n_tokens", "calls"))
-def _loop(graphdef, state, cache, n_tokens, calls):
+@functools.partial(jax.jit, static_argnames=("n_tokens", "calls"))
+def _loop(model, cache, n_tokens, calls):
   def body(i, c):
     cache, acc = c
     tok = (i + (acc > 0).astype(jnp.int32)) % 2   # depends on the last logits: nothing is hoisted
-    logits_BxLxV, cache = nnx.merge(graphdef, state)(jnp.full((1, n_tokens), tok, jnp.int32), cache)
-    return cache.rollback(cache.end_B - n_tokens), acc + logits_BxLxV[0, -1, 0]
+    logits_BxLxV, cache = model(jnp.full((1, n_tokens), tok, jnp.int32), cache)
+    # consume ALL logits (a single entry would let XLA slice the LM head down to one column)
+    return cache.rollback(cache.end_B - n_tokens), acc + jnp.max(logits_BxLxV)
   return lax.fori_loop(0, calls, body, (cache, jnp.float32(0)))[1]
 
 
@@ -135,26 +132,47 @@ def loop_latency(model, n_tokens: int, context: int = 128, cache_len: int | None
                  reps: int = 5) -> float:
   """Seconds of one cached batch-1 forward of n_tokens INSIDE a jitted loop, as in the SD / decoding loops.
 
-  A ``lax.fori_loop`` runs the forward ``calls`` times (each call's tokens depend on the previous logits, and the
-  cache is rolled back to ``context`` after each call, so every call sees the same context). Per-call time =
-  (min time of 2 + calls forwards - min time of 2 forwards) / calls: the difference cancels Python dispatch and
-  the minimum over ``reps`` runs discards interference from other processes. ``cache_len`` (default
-  context + n_tokens) is the buffer length attention runs over (SD uses prompt + max_new_tokens + gamma + 1)."""
+  A ``lax.fori_loop`` runs the forward ``calls`` times; each call's tokens depend on the max of all the previous
+  logits (nothing is hoisted or sliced away) and the cache is rolled back to ``context`` after each call (every
+  call sees the same context). Per-call time = (min time of 2 + calls forwards - min time of 2 forwards) / calls:
+  the difference cancels Python dispatch and the minimum over ``reps`` runs discards interference from other
+  processes. ``cache_len`` (default context + n_tokens) is the buffer length attention runs over (SD allocates
+  prompt + max_new_tokens + gamma + 1)."""
   cache_len = context + n_tokens if cache_len is None else cache_len
   if cache_len < context + n_tokens:
     raise ValueError(f"cache_len={cache_len} < context + n_tokens = {context + n_tokens}")
-  graphdef, state = nnx.split(model)
   cache = init_cache(model.cfg, 1, cache_len).rollback(jnp.array([context]))
   t = {}
   for n in (2, 2 + calls):
-    _loop(graphdef, state, cache, n_tokens, n).block_until_ready()
+    _loop(model, cache, n_tokens, n).block_until_ready()
     t[n] = []
   for _ in range(reps):
     for n in t:
       t0 = time.perf_counter()
-      _loop(graphdef, state, cache, n_tokens, n).block_until_ready()
+      _loop(model, cache, n_tokens, n).block_until_ready()
       t[n].append(time.perf_counter() - t0)
   return max((min(t[2 + calls]) - min(t[2])) / calls, 1e-9)
+
+
+@functools.partial(jax.jit, static_argnames=("cache_len",))
+def _prefill(model, prompt_BxP, plen_B, cache_len):
+  return prefill(model, prompt_BxP, plen_B, cache_len)
+
+
+def prefill_latency(model, prompt_len: int, cache_len: int, reps: int = 5) -> float:
+  """Fastest of ``reps`` jitted batch-1 prefills of a prompt_len-token prompt into a cache_len cache (seconds).
+
+  Plain decoding prefills the target, SD the target and the draft; subtracting these from wall times leaves
+  the decoding loops."""
+  prompt = jnp.ones((1, prompt_len), jnp.int32)
+  plen = jnp.array([prompt_len], jnp.int32)
+  jax.block_until_ready(_prefill(model, prompt, plen, cache_len))
+  times = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(_prefill(model, prompt, plen, cache_len))
+    times.append(time.perf_counter() - t0)
+  return min(times)
 
 
 def latencies(target, draft, gamma: int, context: int = 128, in_loop: bool = False,

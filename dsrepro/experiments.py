@@ -95,10 +95,13 @@ def _load(run_dir: str):
 
 def sft_model(p: Profile, task: str, size: str, root=None, which: str | None = None):
   """The SFT model of a garden size on a task. Returns (model, run id). ``which`` picks the train config
-  ("target" | "draft"; default: "target" for p.target_size and larger, else "draft")."""
+  ("target" | "draft" | "garden"; default by size: the profile's target, its draft (or the garden's smallest),
+  else a garden-only size)."""
   td = task_data(p, task, root)
-  which = which or ("draft" if size in (p.draft_size, p.garden[0]) and size != p.target_size else "target")
-  tcfg = p.sft_target if which == "target" else p.sft_draft
+  if which is None:
+    which = ("target" if size == p.target_size else "draft" if size in (p.draft_size, p.garden[0])
+             else "garden")
+  tcfg = {"target": p.sft_target, "draft": p.sft_draft, "garden": p.sft_garden}[which]
   mcfg = garden_config(size, len(td.tokenizer), max_len=context_len(p))
   run_dir = runs.run_dir_for(_root(p, root), f"sft-{task}-{size}",
                              dict(model=mcfg, train=tcfg, tokenizer=td.tok_id, n_train=p.n_train))
@@ -116,17 +119,18 @@ def kd_model(p: Profile, task: str, label: str, kd, student_size: str | None = N
              steps: int | None = None, track: bool = False):
   """A distilled draft: ``kd`` (a distill.KDConfig) from the SFT student of ``student_size`` (default the draft
   size) against ``teacher`` = (model, run id) (default the task's SFT target). Returns (model, run id)."""
+  import dataclasses
   from dsrepro import distill
   td = task_data(p, task, root)
+  kd = dataclasses.replace(kd, max_new_tokens=p.max_target_len)  # generated data as long as the targets (fits
+  # the context: context_len >= pad_len = prompt + target + 2)
   student, s_id = sft_model(p, task, student_size or p.draft_size, root)
   teacher, t_id = teacher or sft_model(p, task, p.target_size, root)
   tcfg = p.kd if steps is None else _with_steps(p.kd, steps)
-  kd = dataclasses.replace(kd, max_new_tokens=p.max_new_tokens)  # generated rows must fit the models' context
   if track:  # p.track_points alignment evaluations during the run (Fig. 3a), the last one at the end
     tcfg = dataclasses.replace(tcfg, eval_every=max(1, tcfg.steps // p.track_points))
   run_dir = runs.run_dir_for(_root(p, root), f"kd-{task}-{label}",
-                             dict(kd=kd, train=tcfg, student=s_id, teacher=t_id, track=track,
-                                  max_new_tokens=p.max_new_tokens))
+                             dict(kd=kd, train=tcfg, student=s_id, teacher=t_id, track=track))
   if not runs.is_done(run_dir):
     print(f"[dsrepro] KD {label} on {task} ({p.name}) -> {run_dir}", flush=True)
     eval_fn = _tracker(p, td, teacher) if track else None
@@ -210,6 +214,22 @@ def target_loglik(target, td: TaskData, tokens_NxT, num_N) -> float:
   return -eval_loss(target, {"tokens": seq, "loss_mask": np.roll(mask, 1, axis=1)}, batch_size=32)
 
 
+def forward_latency(p: Profile, model, n_tokens: int, context: int, root=None) -> float:
+  """Batch-1 latency of one cached forward of ``n_tokens`` tokens; measured once per ARCHITECTURE (weights do not
+  change it) and cached, so every figure uses the same number for the same model shape."""
+  cfg = dict(model=model.cfg, n=n_tokens, ctx=context, backend=jax.default_backend())
+  return _cached_json(_eval_path(p, root, "latency", cfg),
+                      lambda: evaluate.forward_latency(model, n_tokens, context, reps=60))
+
+
+def pair_latencies(p: Profile, target, draft, gamma: int, context: int, root=None) -> dict:
+  """t_draft (1 token), t_target (1 token), t_verify (gamma + 1 tokens) and c, from the cached latencies."""
+  t_d = forward_latency(p, draft, 1, context, root)
+  t_t = forward_latency(p, target, 1, context, root)
+  t_v = forward_latency(p, target, gamma + 1, context, root)
+  return dict(t_draft=t_d, t_target=t_t, t_verify=t_v, c=t_d / t_t)
+
+
 def sd_records(p: Profile, task: str, target, target_id: str, draft, draft_id: str, root=None,
                gammas=None, temperatures=None, eps: float = 1.0, lenience_fn: str = "lin",
                wall_time: bool = False) -> list[dict]:
@@ -221,7 +241,7 @@ def sd_records(p: Profile, task: str, target, target_id: str, draft, draft_id: s
              n=p.n_eval, new=p.max_new_tokens, wall=wall_time, nlat=p.n_latency_prompts, seed=p.seed)
 
   def run():
-    lat = {g: evaluate.latencies(target, draft, g, context=td.max_prompt_len) for g in gammas}
+    lat = {g: pair_latencies(p, target, draft, g, td.max_prompt_len, root) for g in gammas}
     recs = []
     for T in temperatures:
       tgt_out = outputs(p, task, target, target_id, T, root)

@@ -186,8 +186,8 @@ def fig6(p: Profile, root=None) -> pd.DataFrame:
   g = _mid_gamma(p)
   big, big_id = ex.sft_model(p, task, p.garden[-1], root)
   small, small_id = ex.sft_model(p, task, p.garden[0], root)
-  from dsrepro import evaluate
-  t_small = evaluate.forward_latency(small, 1, context=ex.task_data(p, task, root).max_prompt_len)
+  ctx = ex.task_data(p, task, root).max_prompt_len
+  t_small = ex.forward_latency(p, small, 1, ctx, root)
   rows = []
   for size in p.garden:
     raw, raw_id = ex.sft_model(p, task, size, root)
@@ -196,7 +196,7 @@ def fig6(p: Profile, root=None) -> pd.DataFrame:
     else:
       dist, dist_id = ex.kd_model(p, task, f"garden-{size}", distill.ALGORITHMS["supervised_kd"],
                                   student_size=size, teacher=(big, big_id), root=root)
-    t_rel = evaluate.forward_latency(raw, 1, context=ex.task_data(p, task, root).max_prompt_len) / t_small
+    t_rel = ex.forward_latency(p, raw, 1, ctx, root) / t_small
     for T in p.temperatures:
       dec = "greedy" if T == 0 else f"T={T:g}"
       for curve, model, mid in (("Raw", raw, raw_id), ("Distilled", dist, dist_id)):

@@ -4,10 +4,13 @@
 kernel: ``python -m ipykernel install --sys-prefix --name python3``, or ipykernel's own spec, both run this
 interpreter) in the notebooks directory and saves the executed copy under ``<run root>/<profile>/notebooks/``.
 ``run_all`` runs every notebook in order (``zz_report`` last), with a progress bar over notebooks and papermill's
-per-cell one, and prints a timing summary.
+per-cell one, and prints a timing summary. Each notebook runs in a fresh kernel, so compiled XLA programs are
+shared between them through JAX's persistent compilation cache (``<run root>/jax_cache`` unless
+``$JAX_COMPILATION_CACHE_DIR`` is set): the smoke notebook test runs about twice as fast with it.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -46,8 +49,15 @@ def run_notebook(name: str, profile: str, out_dir, run_dir=None, executed_dir=No
   out.mkdir(parents=True, exist_ok=True)
   parameters = dict(profile=profile, out_dir=str(out), run_dir=str(root) if run_dir else "", **params)
   dst = executed / src.name
-  pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR),
-                      progress_bar=progress, log_output=False)
+  env = {k: v for k, v in (("JAX_COMPILATION_CACHE_DIR", str(root / "jax_cache")),
+                           ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")) if k not in os.environ}
+  os.environ.update(env)  # the kernel inherits this process's environment; restored below
+  try:
+    pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR),
+                        progress_bar=progress, log_output=False)
+  finally:
+    for k in env:
+      os.environ.pop(k, None)
   return dst
 
 

@@ -86,7 +86,7 @@ def spearman(x, y) -> float:
   return float(np.corrcoef(d.x.rank(), d.y.rank())[0, 1])
 
 
-def _bars(ax, df, x: str, hue: str, y: str, hue_order, fmt="{:.2f}", labels=None):
+def _bars(ax, df, x: str, hue: str, y: str, hue_order, labels=None):
   """Grouped bars of ``y`` per ``x`` group, one bar per ``hue``; returns {(x, hue): bar}."""
   xs = list(dict.fromkeys(df[x]))
   width = 0.8 / max(1, len(hue_order))

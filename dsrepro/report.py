@@ -273,6 +273,11 @@ def hardware_string() -> str:
   """Platform, CPU and JAX devices of this process."""
   import jax
   cpu = platform.processor() or platform.machine()
+  try:  # Linux: the CPU model name
+    cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+               if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
   return (f"{platform.platform()}; CPU {cpu} x {os.cpu_count()}; jax {jax.__version__} "
           f"{jax.default_backend()}: {', '.join(str(d) for d in jax.devices())}")
 

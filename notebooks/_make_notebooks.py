@@ -21,10 +21,13 @@ import sys
 if "google.colab" in sys.modules:  # on Colab: install the package (locally the venv already has it)
   subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/dsrepro/dsrepro"])'''
 
-PARAMS = '''profile = "quick"   # smoke | quick | full (full = the larger profile, for a GPU / TPU runtime)
-tasks = ""          # comma-separated task override, e.g. "gsm8k,xsum"; empty = the profile's tasks
+PARAMS = '''# profile: smoke | quick | full (full = the larger profile, for a GPU / TPU runtime)
+profile = "quick"
+# tasks: comma-separated override such as gsm8k,xsum; empty = the profile's tasks
+tasks = ""
 seed = 0
-run_dir = ""        # artefact cache root; empty = the default runs/ (or $DSREPRO_RUNS)
+# run_dir: artefact cache root; empty = the default runs/ (or DSREPRO_RUNS)
+run_dir = ""
 out_dir = "../figures"'''
 
 SETUP = '''import jax
@@ -57,7 +60,8 @@ NOTEBOOKS = {
                        "(a) acceptance rate during distillation, (b) per-example tau of the SFT vs the distilled "
                        "draft, (c) theoretical vs empirical tau.",
                        _figure("fig3a") + _figure("fig3b") + _figure("fig3c") + [new_code_cell(
-                           'paths = plots.fig3(df_fig3a, df_fig3b, df_fig3c, out_dir)\ndisplay(Image(str(paths[0])))')]),
+                           "paths = plots.fig3(df_fig3a, df_fig3b, df_fig3c, out_dir)\n"
+                           "display(Image(str(paths[0])))")]),
     "fig4_divergence_grid": ("Fig. 4: data source x divergence", "Figure 4",
                              "tau improvement over the SFT draft for every training data source (fixed ground "
                              "truth, student, teacher, both) and divergence (FKL, JSD, RKL, TVD).", _figure("fig4")),
@@ -85,8 +89,8 @@ NOTEBOOKS = {
 
 def make(name: str) -> nbformat.NotebookNode:
   title, paper, desc, body = NOTEBOOKS[name]
-  params = PARAMS + ('\ncommand = ""        # the command line to record in the report header' if name == "zz_report"
-                     else "")
+  report_param = '\n# command: the command line recorded in the report header\ncommand = ""'
+  params = PARAMS + (report_param if name == "zz_report" else "")
   params_cell = new_code_cell(params, metadata={"tags": ["parameters"]})
   setup = SETUP if name != "zz_report" else SETUP.replace("from dsrepro import figures, plots, profiles",
                                                           "from dsrepro import profiles")

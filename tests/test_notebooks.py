@@ -6,6 +6,8 @@ the test is safe under pytest-xdist. Needs dsrepro.distill (every figure distils
 import json
 from pathlib import Path
 
+import papermill as pm
+
 from dsrepro import notebooks
 
 EXPECTED = {
@@ -27,6 +29,8 @@ def test_notebook_list():
     nb = json.loads((notebooks.NOTEBOOK_DIR / f"{name}.ipynb").read_text())
     tagged = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
     assert len(tagged) == 1 and 'profile = "quick"' in "".join(tagged[0]["source"])
+    params = set(pm.inspect_notebook(str(notebooks.NOTEBOOK_DIR / f"{name}.ipynb")))  # papermill parses them all
+    assert params >= {"profile", "tasks", "seed", "run_dir", "out_dir"}, (name, params)
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), f"{name} has outputs"
 
 
