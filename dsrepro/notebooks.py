@@ -18,11 +18,13 @@ from dsrepro import experiments
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = "python3"
+STANDALONE = ("real_pair",)  # not figures (need user inputs such as checkpoint paths): never run by run_all
 
 
 def names() -> list[str]:
-  """The notebooks in run order: alphabetical, so ``zz_report`` (which reads the others' CSVs) comes last."""
-  return sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
+  """The figure notebooks in run order: alphabetical, so ``zz_report`` (which reads the others' CSVs) comes last.
+  ``STANDALONE`` notebooks are left out (run them with papermill and their own parameters)."""
+  return sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb") if p.stem not in STANDALONE)
 
 
 def _check(name: str) -> Path:

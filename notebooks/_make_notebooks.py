@@ -1,8 +1,9 @@
 """Regenerate notebooks/*.ipynb (thin: parameters, then calls into dsrepro). Run: python notebooks/_make_notebooks.py
 
 Every notebook: a title cell, a Colab install cell, a papermill "parameters" cell (primitives only), a cell that
-shows the JAX backend and builds the profile, then the figure cells. Written without outputs and with minimal
-metadata so that diffs stay clean.
+shows the JAX backend and builds the profile, then the figure cells. STANDALONE notebooks (real_pair: a real
+pretrained pair, not a figure; dsrepro.notebooks.run_all skips it) bring their own parameters, setup and intro.
+Written without outputs and with minimal metadata so that diffs stay clean.
 """
 from __future__ import annotations
 
@@ -91,18 +92,76 @@ def make(name: str) -> nbformat.NotebookNode:
   title, paper, desc, body = NOTEBOOKS[name]
   report_param = '\n# command: the command line recorded in the report header\ncommand = ""'
   params = PARAMS + (report_param if name == "zz_report" else "")
-  params_cell = new_code_cell(params, metadata={"tags": ["parameters"]})
   setup = SETUP if name != "zz_report" else SETUP.replace("from dsrepro import figures, plots, profiles",
                                                           "from dsrepro import profiles")
-  cells = [new_markdown_cell(f"# {title}\n\n{BADGE.format(name=name)}\n\nReproduces DistillSpec (Zhou et al., "
-                             f"ICLR 2024) **{paper}**. {desc}\n\nArtefacts are cached under `runs/<profile>/`; "
-                             "`profile = \"full\"` is the larger profile, meant for a GPU / TPU runtime."),
-           new_code_cell(INSTALL), params_cell, new_code_cell(setup), *body]
+  intro = (f"# {title}\n\n{BADGE.format(name=name)}\n\nReproduces DistillSpec (Zhou et al., "
+           f"ICLR 2024) **{paper}**. {desc}\n\nArtefacts are cached under `runs/<profile>/`; "
+           "`profile = \"full\"` is the larger profile, meant for a GPU / TPU runtime.")
+  if name in STANDALONE:  # not a figure: own parameters, setup and introduction
+    params, setup, intro = STANDALONE[name]
+    intro = f"# {title}\n\n{BADGE.format(name=name)}\n\n{intro}"
+  params_cell = new_code_cell(params, metadata={"tags": ["parameters"]})
+  cells = [new_markdown_cell(intro), new_code_cell(INSTALL), params_cell, new_code_cell(setup), *body]
   nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                           "language": "python"}})
   for i, c in enumerate(nb.cells):
     c.id = f"{name[:20]}-{i}"   # stable cell ids: regenerating gives identical files
   return nb
+
+
+REAL_PAIR_PARAMS = '''# target_path / draft_path: local HF checkpoint directories (config.json, weights, tokenizer)
+# of GPT-2, GPT-NeoX (Pythia), Llama or Qwen2 models; both must use the same vocabulary
+target_path = ""
+draft_path = ""
+task = "gsm8k"
+# method: distillspec | adaspec; algorithm (DistillSpec only): supervised_kd | seqkd | imitkd | f_distill | gkd
+method = "distillspec"
+algorithm = "gkd"
+steps = 200
+batch_size = 8
+# Adafactor's relative step size (0.01-0.05 for fine-tuning)
+learning_rate = 0.02
+n_train = 2000
+n_eval = 64
+max_prompt_len = 128
+max_new_tokens = 64
+# comma-separated
+gammas = "3,5,7"
+temperatures = "0,1"
+# target_dtype: float32 | bfloat16 (the draft is always trained in float32)
+target_dtype = "float32"
+seed = 0
+# run_dir: artefact cache root; empty = runs/real_pair (or $DSREPRO_RUNS/real_pair)
+run_dir = ""
+out_dir = "../figures"'''
+
+REAL_PAIR_SETUP = '''import jax
+from IPython.display import Image, display
+
+from dsrepro import real_pair
+
+print("JAX", jax.__version__, "backend:", jax.default_backend(), "devices:", jax.devices())
+real_pair.check_paths(target_path, draft_path)  # a clear error when the paths are not set'''
+
+REAL_PAIR_INTRO = ("Distils a **real pretrained draft** towards a **real pretrained target** (local HuggingFace "
+                   "checkpoints, e.g. Pythia-70M / Pythia-1.4B) with DistillSpec (on-policy GKD by default) or "
+                   "AdaSPEC, then measures speculative decoding with the raw and the distilled draft: acceptance "
+                   "rate, block efficiency tau, the measured cost ratio c and the speedup tau / (c gamma + 1), "
+                   "per gamma and decoding. Set `target_path` and `draft_path` below (nothing is downloaded). "
+                   "Memory and time: see the docstring of `dsrepro.real_pair` (a 1.4B target wants a GPU). "
+                   "Writes `real_pair.csv` and `real_pair.png` into `out_dir`; runs are cached under `run_dir`.")
+
+STANDALONE = {"real_pair": (REAL_PAIR_PARAMS, REAL_PAIR_SETUP, REAL_PAIR_INTRO)}
+NOTEBOOKS["real_pair"] = (
+    "DistillSpec on a real pretrained pair", "", "",
+    [new_code_cell("df = real_pair.distill_real_pair(\n"
+                   "    target_path, draft_path, task, method=method, algorithm=algorithm, steps=steps,\n"
+                   "    batch_size=batch_size, learning_rate=learning_rate, n_train=n_train, n_eval=n_eval,\n"
+                   "    max_prompt_len=max_prompt_len, max_new_tokens=max_new_tokens, gammas=gammas,\n"
+                   "    temperatures=temperatures, run_dir=run_dir or None, seed=seed, target_dtype=target_dtype)\n"
+                   "df"),
+     new_code_cell("csv_path, png_path = real_pair.save_results(df, out_dir)\n"
+                   "print(csv_path)\ndisplay(Image(str(png_path)))")])
 
 
 def main():
