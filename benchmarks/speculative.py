@@ -16,15 +16,16 @@ Per gamma:
   teacher-forced alpha on its outputs (mean of beta_t = sum_v min(p, q), REFERENCE.md sec. 2) with the theory
   tau(alpha, gamma).
 * realized speedup: ``evaluate.wall_time_speedup`` -- plain target decoding vs SD, batch 1, T = 1, same prompts
-  and keys, after compilation, each prompt ``--reps`` times interleaved, fastest run per prompt (the machine is
-  shared). predicted = tau * t_target / (gamma * t_draft + t_verify) with tau from those same SD runs, so
+  and keys, after compilation, fastest run per prompt over ``--rounds`` rounds (the machine is shared: all the
+  timings of a gamma are interleaved round by round, so they see the same load). predicted = tau * t_target / (gamma * t_draft + t_verify) with tau from those same SD runs, so
   realized / predicted = (plain time per token / t_target) / (SD time per block / (gamma t_draft + t_verify)):
   the loop overheads of plain decoding and of SD beyond their model calls. Both are reported. Each call also
   prefills (the target, and for SD the draft: ~45 ms for a 64-token prompt here), work the predicted formula does
   not count; ``realized_speedup_decode`` subtracts the measured prefill times (``evaluate.prefill_latency``) from
   both wall times.
 
-  .venv/bin/python benchmarks/speculative.py [--gammas 3 5 7] [--n-prompts 8] [--max-new-tokens 64] [--reps 3]
+  .venv/bin/python benchmarks/speculative.py [--gammas 3 5 7] [--n-prompts 8] [--max-new-tokens 64] [--rounds 3]
+      [--cpus 1]   # pin to CPU 1: on this 2-core VM one XLA thread is as fast and far less load-sensitive
 """
 from __future__ import annotations
 
@@ -54,43 +55,48 @@ def make_pair(logit_scale: float):
   return target, draft
 
 
-def bench_gamma(target, draft, prompts_NxP, plen_N, gamma: int, n_new: int, reps: int, key) -> dict:
-  P = prompts_NxP.shape[1]
+def bench_gamma(target, draft, prompts_NxP, plen_N, gamma: int, n_new: int, rounds: int, key) -> dict:
+  """All timings of one gamma, interleaved over ``rounds`` rounds; each quantity keeps its fastest round."""
+  n, P = prompts_NxP.shape
   load0 = os.getloadavg()[0]
   traces0 = speculative.TRACE_COUNT["speculative"]
   cfg = SpecConfig(gamma=gamma, max_new_tokens=n_new, temperature=1.0)
   ctx, cache_len = P + n_new // 2, P + n_new + gamma + 1
-  lat = evaluate.latencies(target, draft, gamma, context=ctx, in_loop=True, cache_len=cache_len)
-  lat_call = evaluate.latencies(target, draft, gamma, context=ctx)
-  sd = evaluate.run_sd(target, draft, prompts_NxP, plen_N, cfg, key, batch_size=len(prompts_NxP))
+  sd = evaluate.run_sd(target, draft, prompts_NxP, plen_N, cfg, key, batch_size=n)
   seq, mask = evaluate.join_outputs(prompts_NxP, plen_N, sd["tokens_NxT"], sd["num_N"], pad_id=0)
   alpha_tf = float(np.mean(evaluate.teacher_forced_alpha(target, draft, seq, mask, 1.0)))
-  w = evaluate.wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg, key, reps=reps)
-  n = len(prompts_NxP)
-  pre_plain = evaluate.prefill_latency(target, P, P + n_new)
-  pre_sd = evaluate.prefill_latency(target, P, cache_len) + evaluate.prefill_latency(draft, P, cache_len)
-  plain_s, sd_s = w["plain_s_per_token"] * w["tokens_plain"], w["sd_s_per_token"] * w["tokens_sd"]
-  plain_dec, sd_dec = plain_s - n * pre_plain, sd_s - n * pre_sd   # the decoding loops (+ Python per call)
+  lat_call = evaluate.latencies(target, draft, gamma, context=ctx)
+  lats, walls, pre_plain, pre_sd = [], [], [], []
+  for _ in range(rounds):
+    lats.append(evaluate.latencies(target, draft, gamma, context=ctx, in_loop=True, cache_len=cache_len, reps=2))
+    walls.append(evaluate.wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg, key, reps=1))
+    pre_plain.append(evaluate.prefill_latency(target, P, P + n_new, reps=2))
+    pre_sd.append(evaluate.prefill_latency(target, P, cache_len, reps=2, logits=False)
+                  + evaluate.prefill_latency(draft, P, cache_len, reps=2, logits=False))
+  lat = {k: min(x[k] for x in lats) for k in ("t_draft", "t_target", "t_verify")}
+  lat["c"] = lat["t_draft"] / lat["t_target"]
+  w = walls[0]   # tokens, tau, alpha_hat: identical in every round (same keys)
+  plain_s = float(np.min([x["plain_s_N"] for x in walls], 0).sum())
+  sd_s = float(np.min([x["sd_s_N"] for x in walls], 0).sum())
+  realized = (plain_s / w["tokens_plain"]) / (sd_s / w["tokens_sd"])
+  pre_p, pre_s = min(pre_plain), min(pre_sd)
+  plain_dec, sd_dec = plain_s - n * pre_p, sd_s - n * pre_s   # the decoding loops (+ Python per call)
   realized_dec = (plain_dec / w["tokens_plain"]) / (sd_dec / w["tokens_sd"])
   pred = float(theory.predicted_speedup(w["tau"], lat["t_target"], lat["t_draft"], lat["t_verify"], gamma))
   pred_call = float(theory.predicted_speedup(w["tau"], lat_call["t_target"], lat_call["t_draft"],
                                              lat_call["t_verify"], gamma))
-  model_s_per_block = gamma * lat["t_draft"] + lat["t_verify"]
   return {
-      "gamma": gamma, "context": ctx, "cache_len": cache_len,
-      "t_draft": lat["t_draft"], "t_target": lat["t_target"], "t_verify": lat["t_verify"], "c": lat["c"],
-      "per_call_dispatch_included": lat_call,
+      "gamma": gamma, "context": ctx, "cache_len": cache_len, **lat, "per_call_dispatch_included": lat_call,
       "alpha_tf": alpha_tf, "tau_theory": float(theory.expected_block_efficiency(alpha_tf, gamma)),
       "alpha_hat_batched": sd["summary"]["alpha_hat"], "tau_batched": sd["summary"]["tau"],
       "alpha_hat": w["alpha_hat"], "tau": w["tau"], "target_calls": w["target_calls"], "tokens": w["tokens_sd"],
-      "plain_s_per_token": w["plain_s_per_token"], "sd_s_per_token": w["sd_s_per_token"],
-      "sd_s_per_block": w["sd_s_per_block"],
-      "prefill_s_plain": pre_plain, "prefill_s_sd": pre_sd,
-      "predicted_speedup": pred, "realized_speedup": w["speedup"], "realized_over_predicted": w["speedup"] / pred,
+      "plain_s_per_token": plain_s / w["tokens_plain"], "sd_s_per_token": sd_s / w["tokens_sd"],
+      "prefill_s_plain": pre_p, "prefill_s_sd": pre_s,
+      "predicted_speedup": pred, "realized_speedup": realized, "realized_over_predicted": realized / pred,
       "realized_speedup_decode": realized_dec, "realized_over_predicted_decode": realized_dec / pred,
-      "predicted_speedup_per_call_latencies": pred_call, "realized_over_predicted_per_call": w["speedup"] / pred_call,
+      "predicted_speedup_per_call_latencies": pred_call, "realized_over_predicted_per_call": realized / pred_call,
       "plain_overhead": plain_dec / (w["tokens_plain"] - n) / lat["t_target"] - 1.0,
-      "sd_overhead": sd_dec / w["target_calls"] / model_s_per_block - 1.0,
+      "sd_overhead": sd_dec / w["target_calls"] / (gamma * lat["t_draft"] + lat["t_verify"]) - 1.0,
       "new_traces": speculative.TRACE_COUNT["speculative"] - traces0,
       "loadavg_1m_before_after": [load0, os.getloadavg()[0]],
   }
@@ -102,18 +108,23 @@ def main():
   ap.add_argument("--n-prompts", type=int, default=8)
   ap.add_argument("--prompt-len", type=int, default=64)
   ap.add_argument("--max-new-tokens", type=int, default=64)
-  ap.add_argument("--reps", type=int, default=3)
+  ap.add_argument("--rounds", type=int, default=3)
+  ap.add_argument("--cpus", type=int, nargs="*", default=None,
+                  help="pin the process to these CPU ids (XLA sizes its thread pool from the affinity)")
   ap.add_argument("--logit-scale", type=float, default=1.5)
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--out", type=Path, default=OUT)
   args = ap.parse_args()
+  if args.cpus:
+    os.sched_setaffinity(0, args.cpus)
   if args.prompt_len + args.max_new_tokens + max(args.gammas) + 1 > MAX_LEN:
     raise ValueError(f"prompt_len + max_new_tokens + gamma + 1 must be <= {MAX_LEN}")
   target, draft = make_pair(args.logit_scale)
   key = jax.random.key(args.seed)
   prompts = np.asarray(jax.random.randint(key, (args.n_prompts, args.prompt_len), 1, VOCAB), np.int32)
   plen = np.full((args.n_prompts,), args.prompt_len, np.int32)
-  rows = [bench_gamma(target, draft, prompts, plen, g, args.max_new_tokens, args.reps, jax.random.fold_in(key, g))
+  rows = [bench_gamma(target, draft, prompts, plen, g, args.max_new_tokens, args.rounds,
+                      jax.random.fold_in(key, g))
           for g in args.gammas]
   dev = jax.devices()[0]
   result = {
@@ -123,11 +134,12 @@ def main():
       "target": {"size": "base", "params": count_params(target)}, "draft": {"size": "micro",
                                                                             "params": count_params(draft)},
       "vocab": VOCAB, "batch": 1, "temperature": 1.0, "n_prompts": args.n_prompts, "prompt_len": args.prompt_len,
-      "max_new_tokens": args.max_new_tokens, "reps": args.reps,
+      "max_new_tokens": args.max_new_tokens, "rounds": args.rounds, "cpu_affinity": sorted(os.sched_getaffinity(0)),
       "weights": (f"random (dsrepro.models init, target seed 0, draft seed 1), then ln_f.scale x {args.logit_scale} "
                   "in both models (tied embeddings: scales the logits); prompts uniform random tokens"),
-      "timing": ("latencies: evaluate.loop_latency (in a jitted loop, dispatch cancelled, min over reps); "
-                 "wall: evaluate.wall_time_speedup, fastest of reps per prompt; predicted = "
+      "timing": ("per gamma, `rounds` interleaved rounds of: evaluate.loop_latency (in a jitted loop, dispatch "
+                 "cancelled), evaluate.wall_time_speedup (every prompt, plain then SD), evaluate.prefill_latency; "
+                 "each quantity keeps its fastest round (per prompt for wall times). predicted = "
                  "tau * t_target / (gamma * t_draft + t_verify)"),
       "results": rows,
       "note": "2-core CPU shared with other engineers; loadavg columns show how busy it was",

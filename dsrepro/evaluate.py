@@ -154,37 +154,40 @@ def loop_latency(model, n_tokens: int, context: int = 128, cache_len: int | None
   return max((min(t[2 + calls]) - min(t[2])) / calls, 1e-9)
 
 
-@functools.partial(jax.jit, static_argnames=("cache_len",))
-def _prefill(model, prompt_BxP, plen_B, cache_len):
-  return prefill(model, prompt_BxP, plen_B, cache_len)
+@functools.partial(jax.jit, static_argnames=("cache_len", "logits"))
+def _prefill(model, prompt_BxP, plen_B, cache_len, logits):
+  last_BxV, cache = prefill(model, prompt_BxP, plen_B, cache_len)
+  return (last_BxV, cache) if logits else cache
 
 
-def prefill_latency(model, prompt_len: int, cache_len: int, reps: int = 5) -> float:
+def prefill_latency(model, prompt_len: int, cache_len: int, reps: int = 5, logits: bool = True) -> float:
   """Fastest of ``reps`` jitted batch-1 prefills of a prompt_len-token prompt into a cache_len cache (seconds).
 
-  Plain decoding prefills the target, SD the target and the draft; subtracting these from wall times leaves
-  the decoding loops."""
+  Plain decoding prefills the target and samples from its last logits (logits=True); SD prefills the target and
+  the draft and keeps only their caches (logits=False: XLA drops the LM heads). Subtracting these from wall
+  times leaves the decoding loops."""
   prompt = jnp.ones((1, prompt_len), jnp.int32)
   plen = jnp.array([prompt_len], jnp.int32)
-  jax.block_until_ready(_prefill(model, prompt, plen, cache_len))
+  jax.block_until_ready(_prefill(model, prompt, plen, cache_len, logits))
   times = []
   for _ in range(reps):
     t0 = time.perf_counter()
-    jax.block_until_ready(_prefill(model, prompt, plen, cache_len))
+    jax.block_until_ready(_prefill(model, prompt, plen, cache_len, logits))
     times.append(time.perf_counter() - t0)
   return min(times)
 
 
 def latencies(target, draft, gamma: int, context: int = 128, in_loop: bool = False,
-              cache_len: int | None = None) -> dict:
+              cache_len: int | None = None, reps: int | None = None) -> dict:
   """t_draft (1 token), t_target (1 token), t_verify (gamma + 1 tokens) and c = t_draft / t_target.
 
   in_loop=False: ``forward_latency`` (one jitted call each, dispatch included); True: ``loop_latency`` (the
-  per-call cost inside a jitted loop, with ``cache_len`` the cache buffer length)."""
+  per-call cost inside a jitted loop, with ``cache_len`` the cache buffer length). reps: None = their default."""
+  kw = {} if reps is None else dict(reps=reps)
   if in_loop:
-    lat = lambda m, n: loop_latency(m, n, context, cache_len=cache_len)
+    lat = lambda m, n: loop_latency(m, n, context, cache_len=cache_len, **kw)
   else:
-    lat = lambda m, n: forward_latency(m, n, context)
+    lat = lambda m, n: forward_latency(m, n, context, **kw)
   t_d = lat(draft, 1)
   t_t = lat(target, 1)
   t_v = lat(target, gamma + 1)
@@ -225,4 +228,5 @@ def wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg: SpecConfig, key, 
   plain_tok, sd_tok = t_plain.sum() / sum(n_plain), t_sd.sum() / sum(n_sd)
   return dict(plain_s_per_token=plain_tok, sd_s_per_token=sd_tok, speedup=plain_tok / sd_tok, tau=summ["tau"],
               alpha_hat=summ["alpha_hat"], tokens_plain=sum(n_plain), tokens_sd=sum(n_sd),
-              target_calls=sum(calls), sd_s_per_block=t_sd.sum() / sum(calls))
+              target_calls=sum(calls), sd_s_per_block=t_sd.sum() / sum(calls), plain_s_N=t_plain.tolist(),
+              sd_s_N=t_sd.tolist())

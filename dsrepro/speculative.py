@@ -18,15 +18,21 @@ eps is a traced argument (sweeping it does not recompile); lenience must be 1 in
 Rows advance independently (own accepted lengths, own EOS / max_new_tokens). Stats per row: accepted count per
 block (``accepted_BxK``, -1 for blocks not run), target calls, draft calls.
 
-Speed choices (CPU, batch 1; see benchmarks/speculative.py): the loop is one ``lax.while_loop`` with no host sync.
-Randomness: ``key`` seeds a ``lax.rng_bit_generator`` state carried in the loop; each block draws ALL its random
-bits in one op (gamma + 1 Gumbel vectors for the draft samples and the correction/bonus token, gamma uniforms
-for the accept tests). jax.random's threefry is lowered on CPU as a rolled while loop per call; the old
-split/fold_in/categorical/uniform calls were ~8 such loops per block. Sampling is Gumbel-max (argmax of
-logits / T + Gumbel), the same rule as ``jax.random.categorical``, so samples are exact; the streams differ
-from jax.random's for a given key. Greedy mode draws no random bits. Batch 1 updates use dynamic_update_slice,
-not scatters. The models go to ``jax.jit`` as pytrees (NNX modules are pytrees): ~0.5 ms of Python per
-model and call instead of ~5 ms for ``nnx.split`` plus hashing the static graph definition.
+Speed choices (CPU, batch 1; see benchmarks/speculative.py): the loop is one ``lax.while_loop`` with no host sync
+and one trace per (shapes, SpecConfig) (``TRACE_COUNT``).
+* Randomness: ``key`` seeds a ``lax.rng_bit_generator`` state carried in the loop; each block draws ALL its random
+  bits in one op (gamma + 1 Gumbel vectors for the draft samples and the correction/bonus token, gamma uniforms
+  for the accept tests). jax.random's threefry is lowered on CPU as a rolled while loop per call, and the
+  split/fold_in/categorical/uniform calls made ~8 such loops per block. Sampling is Gumbel-max (argmax of
+  logits / T + Gumbel), the rule of ``jax.random.categorical``, so samples are exact; the stream differs from
+  jax.random's for a given key. Greedy mode draws no random bits.
+* The draft probs q are one softmax over the stacked [B, gamma, V] logits after drafting (not gamma small ones).
+* Batch-1 updates of seq / out / accepted are dynamic_update_slices, not scatters.
+* The models go to ``jax.jit`` as pytrees (NNX modules are pytrees): ~0.5 ms of Python per model and call,
+  against ~5 ms for ``nnx.split`` plus hashing a static graph definition.
+What is left beyond the model calls (benchmarks/results/speculative.json): ~2-3% of a block for sampling and
+accept/reject, <1% for the 2-token first draft call, and ~6-7% because the target's weights stream evicts the
+draft's from the CPU caches between blocks (the isolated t_draft is measured hot).
 """
 from __future__ import annotations
 
@@ -130,17 +136,18 @@ def _draft(d_model, s: SpecState, cfg: SpecConfig, g_BxG1xV):
   logits_Bx2xV, cache = d_model(feed_Bx2, cache)
   logits_BxV = jnp.where(has_prev[:, None], logits_Bx2xV[:, 1], logits_Bx2xV[:, 0])
   cache = cache.rollback(n_B + 1)
-  ys, qs = [], []
+  ys, logits = [], []
   for i in range(cfg.gamma):
     if i > 0:
       logits_Bx1xV, cache = d_model(ys[-1][:, None], cache)
       logits_BxV = logits_Bx1xV[:, 0]
-    qs.append(sampling.probs(logits_BxV, cfg.temperature))
+    logits.append(logits_BxV)
     if cfg.temperature == 0:
       ys.append(jnp.argmax(logits_BxV, -1).astype(jnp.int32))
     else:
       ys.append(jnp.argmax(logits_BxV / cfg.temperature + g_BxG1xV[:, i], -1).astype(jnp.int32))
-  return jnp.stack(ys, 1), jnp.stack(qs, 1), cache
+  # one softmax over the stacked [B, G, V] logits: fewer small ops than G separate ones
+  return jnp.stack(ys, 1), sampling.probs(jnp.stack(logits, 1), cfg.temperature), cache
 
 
 def _verify(p_BxG1xV, q_BxGxV, y_BxG, eps, u_BxG, g_BxV, cfg: SpecConfig):
