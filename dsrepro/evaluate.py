@@ -101,19 +101,19 @@ def _step(model, tokens_BxL, cache):
   return model(tokens_BxL, cache)[0]
 
 
-def forward_latency(model, n_tokens: int, context: int = 128, reps: int = 30) -> float:
+def forward_latency(model, n_tokens: int, context: int = 128, reps: int = 30, clock=time.perf_counter) -> float:
   """Median seconds of one cached forward of n_tokens at batch 1 with `context` tokens already in the cache.
 
   One jitted call per forward: includes Python dispatch (~0.1-0.5 ms on CPU), which the SD while loop does not
-  pay; see ``loop_latency`` for the in-loop cost."""
+  pay; see ``loop_latency`` for the in-loop cost. clock: see ``wall_time_speedup``."""
   cache = init_cache(model.cfg, 1, min(model.cfg.max_len, context + n_tokens)).rollback(jnp.array([context]))
   toks = jnp.ones((1, n_tokens), jnp.int32)
   _step(model, toks, cache).block_until_ready()
   times = []
   for _ in range(reps):
-    t0 = time.perf_counter()
+    t0 = clock()
     _step(model, toks, cache).block_until_ready()
-    times.append(time.perf_counter() - t0)
+    times.append(clock() - t0)
   return float(np.median(times))
 
 
@@ -129,7 +129,7 @@ def _loop(model, cache, n_tokens, calls):
 
 
 def loop_latency(model, n_tokens: int, context: int = 128, cache_len: int | None = None, calls: int = 16,
-                 reps: int = 5) -> float:
+                 reps: int = 5, clock=time.perf_counter) -> float:
   """Seconds of one cached batch-1 forward of n_tokens INSIDE a jitted loop, as in the SD / decoding loops.
 
   A ``lax.fori_loop`` runs the forward ``calls`` times; each call's tokens depend on the max of all the previous
@@ -148,9 +148,9 @@ def loop_latency(model, n_tokens: int, context: int = 128, cache_len: int | None
     t[n] = []
   for _ in range(reps):
     for n in t:
-      t0 = time.perf_counter()
+      t0 = clock()
       _loop(model, cache, n_tokens, n).block_until_ready()
-      t[n].append(time.perf_counter() - t0)
+      t[n].append(clock() - t0)
   return max((min(t[2 + calls]) - min(t[2])) / calls, 1e-9)
 
 
@@ -160,7 +160,8 @@ def _prefill(model, prompt_BxP, plen_B, cache_len, logits):
   return (last_BxV, cache) if logits else cache
 
 
-def prefill_latency(model, prompt_len: int, cache_len: int, reps: int = 5, logits: bool = True) -> float:
+def prefill_latency(model, prompt_len: int, cache_len: int, reps: int = 5, logits: bool = True,
+                    clock=time.perf_counter) -> float:
   """Fastest of ``reps`` jitted batch-1 prefills of a prompt_len-token prompt into a cache_len cache (seconds).
 
   Plain decoding prefills the target and samples from its last logits (logits=True); SD prefills the target and
@@ -171,19 +172,19 @@ def prefill_latency(model, prompt_len: int, cache_len: int, reps: int = 5, logit
   jax.block_until_ready(_prefill(model, prompt, plen, cache_len, logits))
   times = []
   for _ in range(reps):
-    t0 = time.perf_counter()
+    t0 = clock()
     jax.block_until_ready(_prefill(model, prompt, plen, cache_len, logits))
-    times.append(time.perf_counter() - t0)
+    times.append(clock() - t0)
   return min(times)
 
 
 def latencies(target, draft, gamma: int, context: int = 128, in_loop: bool = False,
-              cache_len: int | None = None, reps: int | None = None) -> dict:
+              cache_len: int | None = None, reps: int | None = None, clock=time.perf_counter) -> dict:
   """t_draft (1 token), t_target (1 token), t_verify (gamma + 1 tokens) and c = t_draft / t_target.
 
   in_loop=False: ``forward_latency`` (one jitted call each, dispatch included); True: ``loop_latency`` (the
   per-call cost inside a jitted loop, with ``cache_len`` the cache buffer length). reps: None = their default."""
-  kw = {} if reps is None else dict(reps=reps)
+  kw = dict(clock=clock) if reps is None else dict(clock=clock, reps=reps)
   if in_loop:
     lat = lambda m, n: loop_latency(m, n, context, cache_len=cache_len, **kw)
   else:
@@ -194,12 +195,16 @@ def latencies(target, draft, gamma: int, context: int = 128, in_loop: bool = Fal
   return dict(t_draft=t_d, t_target=t_t, t_verify=t_v, c=t_d / t_t)
 
 
-def wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg: SpecConfig, key, reps: int = 1) -> dict:
+def wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg: SpecConfig, key, reps: int = 1,
+                      clock=time.perf_counter) -> dict:
   """Batch-1 wall time of plain target decoding vs SD on the same prompts (after compiling both).
 
   Prompt i uses key fold_in(key, i) for both decoders. reps > 1 runs each prompt reps times (plain and SD
   interleaved, same key, so the same tokens) and keeps each prompt's fastest run: robust to other processes
-  on a shared machine. Times are whole ``generate`` / ``speculative_generate`` calls (Python included)."""
+  on a shared machine. Times are whole ``generate`` / ``speculative_generate`` calls (Python included).
+  clock: time.perf_counter (wall) or time.process_time (this process's CPU time: with the process pinned to one
+  core, XLA runs one thread and this is the wall time the calls would take on an idle core, without the time
+  other processes hold the core)."""
   plain_cfg = DecodeConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, eos_id=cfg.eos_id,
                            pad_id=cfg.pad_id)
   rows = [(jnp.asarray(prompts_NxP[i:i + 1]), jnp.asarray(plen_N[i:i + 1])) for i in range(len(prompts_NxP))]
@@ -211,14 +216,14 @@ def wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg: SpecConfig, key, 
   for r in range(reps):
     for i, (p, l) in enumerate(rows):
       k = jax.random.fold_in(key, i)
-      t0 = time.perf_counter()
+      t0 = clock()
       o = generate(target, p, l, plain_cfg, k)
       o.tokens_BxN.block_until_ready()
-      t_plain[i] = min(t_plain[i], time.perf_counter() - t0)
-      t0 = time.perf_counter()
+      t_plain[i] = min(t_plain[i], clock() - t0)
+      t0 = clock()
       s = speculative_generate(target, draft, p, l, cfg, k)
       s.tokens_BxN.block_until_ready()
-      t_sd[i] = min(t_sd[i], time.perf_counter() - t0)
+      t_sd[i] = min(t_sd[i], clock() - t0)
       if r == 0:
         n_plain.append(int(o.num_B[0]))
         n_sd.append(int(s.num_B[0]))

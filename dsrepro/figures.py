@@ -178,7 +178,7 @@ def fig6(p: Profile, root=None) -> pd.DataFrame:
   Raw: SFT model of each size alone. Distilled: each size distilled (SupervisedKD, for task quality) from the
   largest garden model. Speculative: SD with the Raw model as target and the smallest Raw model as draft.
   DistillSpec: SD with the Distilled model as target and the smallest model distilled on-policy (GKD) from it as
-  draft. Latency is per generated token relative to the smallest Raw model; SD latency = target latency /
+  draft. Garden distillations run ``p.kd_grid_steps`` steps (like the Fig. 4 cells). Latency is per generated token relative to the smallest Raw model; SD latency = target latency /
   speedup_c. Quality: target_ll (log-likelihood under the largest model, scale-robust) and the task score.
   """
   from dsrepro import distill
@@ -195,7 +195,7 @@ def fig6(p: Profile, root=None) -> pd.DataFrame:
       dist, dist_id = raw, raw_id
     else:
       dist, dist_id = ex.kd_model(p, task, f"garden-{size}", distill.ALGORITHMS["supervised_kd"],
-                                  student_size=size, teacher=(big, big_id), root=root)
+                                  student_size=size, teacher=(big, big_id), root=root, steps=p.kd_grid_steps)
     t_rel = ex.forward_latency(p, raw, 1, ctx, root) / t_small
     for T in p.temperatures:
       dec = "greedy" if T == 0 else f"T={T:g}"
@@ -207,7 +207,8 @@ def fig6(p: Profile, root=None) -> pd.DataFrame:
         continue
       spec = ex.sd_records(p, task, raw, raw_id, small, small_id, root, gammas=(g,), temperatures=(T,))[0]
       kd_draft, kd_id = ex.kd_model(p, task, f"garden-draft-{size}", distill.ALGORITHMS["gkd"],
-                                    student_size=p.garden[0], teacher=(dist, dist_id), root=root)
+                                    student_size=p.garden[0], teacher=(dist, dist_id), root=root,
+                                    steps=p.kd_grid_steps)
       ds = ex.sd_records(p, task, dist, dist_id, kd_draft, kd_id, root, gammas=(g,), temperatures=(T,))[0]
       for curve, r, base in (("Speculative", spec, raw_id), ("DistillSpec", ds, dist_id)):
         o = ex.outputs(p, task, raw if curve == "Speculative" else dist, base, T, root)

@@ -66,7 +66,7 @@ PROFILES: dict[str, Profile] = {
         garden=("pico", "nano", "micro", "mini"), target_size="micro", draft_size="nano", vocab_size=1024,
         max_prompt_len=64, max_target_len=64, n_train=4000,
         sft_target=_tc(400, 0.1, 16), sft_draft=_tc(200, 0.2, 16), sft_garden=_tc(150, 0.1, 16),
-        kd=_tc(60, 0.05, 16), kd_grid_steps=30, n_eval=32, eval_batch=32, max_new_tokens=48, track_points=2),
+        kd=_tc(60, 0.05, 16), kd_grid_steps=20, n_eval=32, eval_batch=32, max_new_tokens=48, track_points=2),
     "full": Profile(
         name="full", tasks=("gsm8k", "xsum", "cnn_dailymail", "wmt14_en_de", "lm1b"),
         fig4_tasks=("gsm8k", "xsum"), adaspec_tasks=("gsm8k", "xsum", "cnn_dailymail", "alpaca", "mbpp"),

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from dsrepro import decode
 from dsrepro.decode import DecodeConfig, generate
@@ -12,11 +13,14 @@ CFG = ModelConfig(vocab_size=61, d_model=32, n_layers=2, n_heads=2, d_ff=64, max
 
 
 def _greedy_no_cache(model, prompt, n):
-  seq = list(prompt)
-  for _ in range(n):
-    logits, _ = model(jnp.asarray([seq], jnp.int32))
-    seq.append(int(jnp.argmax(logits[0, -1])))
-  return seq[len(prompt):]
+  """Greedy decoding by full forwards (no cache) on a fixed-width buffer: causal attention ignores the tail."""
+  fwd = nnx.jit(lambda m, x: m(x)[0])
+  p = len(prompt)
+  seq = np.zeros((1, p + n), np.int32)
+  seq[0, :p] = prompt
+  for i in range(n):
+    seq[0, p + i] = int(jnp.argmax(fwd(model, jnp.asarray(seq))[0, p + i - 1]))
+  return list(seq[0, p:])
 
 
 def test_greedy_matches_full_forward_argmax_batched():
