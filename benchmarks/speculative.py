@@ -16,8 +16,8 @@ Per gamma:
   teacher-forced alpha on its outputs (mean of beta_t = sum_v min(p, q), REFERENCE.md sec. 2) with the theory
   tau(alpha, gamma).
 * realized speedup: ``evaluate.wall_time_speedup`` -- plain target decoding vs SD, batch 1, T = 1, same prompts
-  and keys, after compilation, fastest run per prompt over ``--rounds`` rounds (the machine is shared: all the
-  timings of a gamma are interleaved round by round, so they see the same load).
+  and keys, after compilation. The machine is shared, so all the timings of a gamma are taken in ``--rounds``
+  rounds; each round yields its own realized / predicted from timings seconds apart; we report medians.
 * predicted = tau * t_target / (gamma * t_draft + t_verify), tau from those same SD runs. So realized /
   predicted = (plain time per token / t_target) / (SD time per block / (gamma t_draft + t_verify)): the loop
   overheads of plain decoding and of SD beyond their model calls, both reported (``plain_overhead``,
@@ -104,7 +104,9 @@ def sd_shaped_block_latency(target, draft, gamma: int, context: int, cache_len: 
 
 def bench_gamma(target, draft, prompts_NxP, plen_N, gamma: int, n_new: int, rounds: int, key,
                 clock=time.perf_counter) -> dict:
-  """All timings of one gamma, interleaved over ``rounds`` rounds; each quantity keeps its fastest round."""
+  """All timings of one gamma in ``rounds`` rounds (each: latencies, SD-shaped loop, every prompt plain then SD,
+  prefills). Each round gives its own predicted and realized speedups from timings taken within seconds of
+  each other; the result holds the median over rounds of every quantity (and the min / max of the ratios)."""
   n, P = prompts_NxP.shape
   load0 = os.getloadavg()[0]
   traces0 = speculative.TRACE_COUNT["speculative"]
@@ -123,37 +125,37 @@ def bench_gamma(target, draft, prompts_NxP, plen_N, gamma: int, n_new: int, roun
     pre_plain.append(evaluate.prefill_latency(target, P, P + n_new, reps=2, clock=clock))
     pre_sd.append(evaluate.prefill_latency(target, P, cache_len, reps=2, logits=False, clock=clock)
                   + evaluate.prefill_latency(draft, P, cache_len, reps=2, logits=False, clock=clock))
-  lat = {k: min(x[k] for x in lats) for k in ("t_draft", "t_target", "t_verify")}
-  lat["c"] = lat["t_draft"] / lat["t_target"]
   w = walls[0]   # tokens, tau, alpha_hat: identical in every round (same keys)
-  plain_s = float(np.min([x["plain_s_N"] for x in walls], 0).sum())
-  sd_s = float(np.min([x["sd_s_N"] for x in walls], 0).sum())
-  realized = (plain_s / w["tokens_plain"]) / (sd_s / w["tokens_sd"])
-  pre_p, pre_s = min(pre_plain), min(pre_sd)
-  plain_dec, sd_dec = plain_s - n * pre_p, sd_s - n * pre_s   # the decoding loops (+ Python per call)
-  realized_dec = (plain_dec / w["tokens_plain"]) / (sd_dec / w["tokens_sd"])
-  pred = float(theory.predicted_speedup(w["tau"], lat["t_target"], lat["t_draft"], lat["t_verify"], gamma))
-  model_block = gamma * lat["t_draft"] + lat["t_verify"]
-  sd_block, shaped_block = sd_dec / w["target_calls"], min(shaped)
-  pred_call = float(theory.predicted_speedup(w["tau"], lat_call["t_target"], lat_call["t_draft"],
-                                             lat_call["t_verify"], gamma))
+  tok_p, tok_s, calls, tau = w["tokens_plain"], w["tokens_sd"], w["target_calls"], w["tau"]
+  per_round = []
+  for lat, sh, wr, pre_p, pre_s in zip(lats, shaped, walls, pre_plain, pre_sd):
+    plain_s, sd_s = sum(wr["plain_s_N"]), sum(wr["sd_s_N"])
+    plain_dec, sd_dec = plain_s - n * pre_p, sd_s - n * pre_s   # the decoding loops (+ Python per call)
+    model_block = gamma * lat["t_draft"] + lat["t_verify"]
+    pred = float(theory.predicted_speedup(tau, lat["t_target"], lat["t_draft"], lat["t_verify"], gamma))
+    real, real_dec = (plain_s / tok_p) / (sd_s / tok_s), (plain_dec / tok_p) / (sd_dec / tok_s)
+    per_round.append({
+        **lat, "c": lat["t_draft"] / lat["t_target"], "prefill_s_plain": pre_p, "prefill_s_sd": pre_s,
+        "plain_s_per_token": plain_s / tok_p, "sd_s_per_token": sd_s / tok_s,
+        "sd_s_per_block_decode": sd_dec / calls, "sd_shaped_s_per_block": sh,
+        "predicted_speedup": pred, "realized_speedup": real, "realized_over_predicted": real / pred,
+        "realized_speedup_decode": real_dec, "realized_over_predicted_decode": real_dec / pred,
+        "plain_overhead": plain_dec / (tok_p - n) / lat["t_target"] - 1.0,
+        "sd_overhead": sd_dec / calls / model_block - 1.0, "sd_overhead_alternation": sh / model_block - 1.0,
+        "sd_overhead_logic": sd_dec / calls / sh - 1.0})
+  med = {k: float(np.median([r[k] for r in per_round])) for k in per_round[0]}
+  spread = {k: [float(np.min([r[k] for r in per_round])), float(np.max([r[k] for r in per_round]))]
+            for k in ("realized_over_predicted", "realized_over_predicted_decode", "sd_overhead", "plain_overhead")}
+  pred_call = float(theory.predicted_speedup(tau, lat_call["t_target"], lat_call["t_draft"], lat_call["t_verify"],
+                                             gamma))
   return {
-      "gamma": gamma, "context": ctx, "cache_len": cache_len, **lat, "per_call_dispatch_included": lat_call,
+      "gamma": gamma, "context": ctx, "cache_len": cache_len, **med, "min_max_over_rounds": spread,
+      "per_call_dispatch_included": lat_call, "predicted_speedup_per_call_latencies": pred_call,
       "alpha_tf": alpha_tf, "tau_theory": float(theory.expected_block_efficiency(alpha_tf, gamma)),
       "alpha_hat_batched": sd["summary"]["alpha_hat"], "tau_batched": sd["summary"]["tau"],
-      "alpha_hat": w["alpha_hat"], "tau": w["tau"], "target_calls": w["target_calls"], "tokens": w["tokens_sd"],
-      "plain_s_per_token": plain_s / w["tokens_plain"], "sd_s_per_token": sd_s / w["tokens_sd"],
-      "prefill_s_plain": pre_p, "prefill_s_sd": pre_s,
-      "predicted_speedup": pred, "realized_speedup": realized, "realized_over_predicted": realized / pred,
-      "realized_speedup_decode": realized_dec, "realized_over_predicted_decode": realized_dec / pred,
-      "predicted_speedup_per_call_latencies": pred_call, "realized_over_predicted_per_call": realized / pred_call,
-      "plain_overhead": plain_dec / (w["tokens_plain"] - n) / lat["t_target"] - 1.0,
-      "sd_s_per_block_decode": sd_block, "sd_shaped_s_per_block": shaped_block,
-      "sd_overhead": sd_block / model_block - 1.0,
-      "sd_overhead_alternation": shaped_block / model_block - 1.0,
-      "sd_overhead_logic": sd_block / shaped_block - 1.0,
+      "alpha_hat": w["alpha_hat"], "tau": tau, "target_calls": calls, "tokens": tok_s,
       "new_traces": speculative.TRACE_COUNT["speculative"] - traces0,
-      "loadavg_1m_before_after": [load0, os.getloadavg()[0]],
+      "loadavg_1m_before_after": [load0, os.getloadavg()[0]], "rounds": per_round,
   }
 
 
@@ -199,10 +201,10 @@ def main():
                     args.clock],
       "weights": (f"random (dsrepro.models init, target seed 0, draft seed 1), then ln_f.scale x {args.logit_scale} "
                   "in both models (tied embeddings: scales the logits); prompts uniform random tokens"),
-      "timing": ("per gamma, `rounds` interleaved rounds of: evaluate.loop_latency (in a jitted loop, dispatch "
-                 "cancelled), evaluate.wall_time_speedup (every prompt, plain then SD), evaluate.prefill_latency; "
-                 "each quantity keeps its fastest round (per prompt for wall times). predicted = "
-                 "tau * t_target / (gamma * t_draft + t_verify)"),
+      "timing": ("per gamma, `rounds` rounds of: evaluate.loop_latency (in a jitted loop, dispatch cancelled), "
+                 "the SD-shaped model-call loop, evaluate.wall_time_speedup (every prompt, plain then SD), "
+                 "evaluate.prefill_latency; per-round predicted = tau * t_target / (gamma * t_draft + t_verify) "
+                 "and realized; reported values are medians over rounds"),
       "results": rows,
       "note": "2-core CPU shared with other engineers; loadavg columns show how busy it was",
   }
@@ -222,7 +224,12 @@ def main():
           f"{100 * r['sd_overhead']:>5.1f}% {100 * r['sd_overhead_alternation']:>5.1f}% "
           f"{100 * r['sd_overhead_logic']:>5.1f}% {100 * r['plain_overhead']:>5.1f}% "
           f"{'/'.join(f'{x:.1f}' for x in r['loadavg_1m_before_after']):>9}")
-  print("real: end-to-end wall time (prefill included); real_d: prefill subtracted (the decoding loops); ovh: loop "
+  for r in rows:
+    s = r["min_max_over_rounds"]
+    print(f"gamma {r['gamma']}: over {len(r['rounds'])} rounds r/p in [{s['realized_over_predicted'][0]:.2f}, "
+          f"{s['realized_over_predicted'][1]:.2f}], r/p_d in [{s['realized_over_predicted_decode'][0]:.2f}, "
+          f"{s['realized_over_predicted_decode'][1]:.2f}]; new traces {r['new_traces']}")
+  print("medians over rounds. real: end-to-end wall time (prefill included); real_d: prefill subtracted (the decoding loops); ovh: loop "
         "time beyond the model calls (SD per block, plain per step); SD's = alt (the same model calls in SD order, "
         "alternating draft and target) + logic (sampling, accept/reject, bookkeeping)")
 

@@ -31,8 +31,8 @@ def _save(fig, out_dir, name: str) -> list[Path]:
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = [out / f"{name}.png", out / f"{name}.pdf"]
-  fig.savefig(paths[0], dpi=DPI, bbox_inches="tight")
-  fig.savefig(paths[1], bbox_inches="tight")
+  fig.savefig(paths[0], dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+  fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None, "Producer": None})  # reproducible
   plt.close(fig)
   return paths
 
