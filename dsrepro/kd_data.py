@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 from dsrepro.decode import DecodeConfig, generate
-from dsrepro.train import named_key
+from dsrepro.train import epoch_indices, named_key
 
 __all__ = ["SOURCES", "stream_key", "epoch_indices", "split_rows", "clean_prompts", "join_generated", "pad_width",
            "kd_batch_fn"]
@@ -43,26 +43,6 @@ SOURCES = ("ground_truth", "teacher", "student")
 def stream_key(key: jax.Array, name: str) -> jax.Array:
   """A named stream of ``key``: fold_in of a stable hash of the name (as train.named_key does for the root)."""
   return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
-
-
-def epoch_indices(n: int, batch_size: int, seed: int) -> Callable[[int], np.ndarray]:
-  """``indices(step) -> int [B]``: the dataset rows of batch ``step``, as in ``train.sft_batch_fn``."""
-  if n < 1 or batch_size < 1:
-    raise ValueError(f"need n >= 1 examples and batch_size >= 1, got n={n}, batch_size={batch_size}")
-  data_key, perms = named_key(seed, "data"), {}
-
-  def perm(epoch):
-    if epoch not in perms:
-      if len(perms) > 2:
-        perms.clear()
-      perms[epoch] = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, epoch), n))
-    return perms[epoch]
-
-  def indices(step):
-    g = np.arange(step * batch_size, (step + 1) * batch_size)
-    return np.array([perm(e)[i] for e, i in zip(g // n, g % n)])
-
-  return indices
 
 
 def split_rows(batch_size: int, sources: tuple[str, ...], mix: float) -> tuple[tuple[str, int, int], ...]:

@@ -93,13 +93,7 @@ def _with_specials(tok, path):
   if tok is None:
     raise ValueError(f"checkpoint {str(path)!r} has no tokenizer files: save the tokenizer next to the model "
                      "(tokenizer.save_pretrained(path))")
-  if tok.eos_token is None:
-    raise ValueError(f"tokenizer of {str(path)!r} has no eos token")
-  if tok.pad_token is None:
-    tok.pad_token = tok.eos_token
-  if tok.bos_token is None:
-    tok.bos_token = tok.eos_token
-  return tok
+  return tok_lib.ensure_specials(tok, path)
 
 
 def load_pair(target_path, draft_path, target_dtype: str = "float32"):

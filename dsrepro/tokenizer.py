@@ -23,8 +23,8 @@ from flax import struct
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-__all__ = ["SPECIAL_TOKENS", "train_tokenizer", "save_tokenizer", "load_tokenizer", "check_same_vocab", "Encoded",
-           "encode_examples", "encode_prompts", "decode_until_eos"]
+__all__ = ["SPECIAL_TOKENS", "train_tokenizer", "save_tokenizer", "load_tokenizer", "ensure_specials",
+           "check_same_vocab", "Encoded", "encode_examples", "encode_prompts", "decode_until_eos"]
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
 
@@ -60,9 +60,13 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
   path = Path(path)
   if not path.is_dir():
     raise FileNotFoundError(f"tokenizer directory not found: {str(path.resolve())!r}")
-  tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+  return ensure_specials(AutoTokenizer.from_pretrained(str(path), local_files_only=True), path)
+
+
+def ensure_specials(tok, where) -> PreTrainedTokenizerFast:
+  """Require an eos token; a missing pad or bos falls back to eos (masks are built from positions, not ids)."""
   if tok.eos_token is None:
-    raise ValueError(f"tokenizer at {str(path)!r} has no eos token")
+    raise ValueError(f"tokenizer at {str(where)!r} has no eos token")
   if tok.pad_token is None:
     tok.pad_token = tok.eos_token
   if tok.bos_token is None:

@@ -47,7 +47,7 @@ from dsrepro import runs
 from dsrepro.models import ModelConfig, Transformer, make_model
 
 __all__ = ["TrainConfig", "make_schedule", "make_optimizer", "named_key", "make_mesh", "shard_batch", "train_loop",
-           "sft_loss", "token_ce", "eval_loss", "sft_batch_fn", "train_sft"]
+           "sft_loss", "token_ce", "eval_loss", "epoch_indices", "sft_batch_fn", "train_sft"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,10 +311,11 @@ def eval_loss(model, data: dict, batch_size: int = 64) -> float:
   return total / count
 
 
-def sft_batch_fn(data: dict, batch_size: int, seed: int) -> Callable:
-  """batch_fn over a fixed dataset: batch s holds items s*B .. s*B+B-1 of the concatenation of per-epoch
-  permutations, epoch e permuted by fold_in(named_key(seed, "data"), e). Deterministic in (seed, s)."""
-  n = _check_data(data, "data")
+def epoch_indices(n: int, batch_size: int, seed: int) -> Callable[[int], np.ndarray]:
+  """``indices(step) -> int [B]``: the dataset rows of batch ``step``, items s*B .. s*B+B-1 of the concatenation of
+  per-epoch permutations, epoch e permuted by fold_in(named_key(seed, "data"), e) (SFT and distillation share it)."""
+  if n < 1 or batch_size < 1:
+    raise ValueError(f"need n >= 1 examples and batch_size >= 1, got n={n}, batch_size={batch_size}")
   data_key, perms = named_key(seed, "data"), {}
 
   def perm(epoch):
@@ -324,10 +325,21 @@ def sft_batch_fn(data: dict, batch_size: int, seed: int) -> Callable:
       perms[epoch] = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, epoch), n))
     return perms[epoch]
 
+  def indices(step):
+    g = np.arange(step * batch_size, (step + 1) * batch_size)
+    return np.array([perm(e)[i] for e, i in zip(g // n, g % n)])
+
+  return indices
+
+
+def sft_batch_fn(data: dict, batch_size: int, seed: int) -> Callable:
+  """batch_fn over a fixed dataset: batch s holds the rows ``epoch_indices(n, batch_size, seed)(s)``.
+  Deterministic in (seed, s)."""
+  indices = epoch_indices(_check_data(data, "data"), batch_size, seed)
+
   def batch_fn(step, model, key):
     del model, key
-    g = np.arange(step * batch_size, (step + 1) * batch_size)
-    idx = np.array([perm(e)[i] for e, i in zip(g // n, g % n)])
+    idx = indices(step)
     return {"tokens": np.asarray(data["tokens"][idx], np.int32),
             "loss_mask": np.asarray(data["loss_mask"][idx], np.float32)}
 
