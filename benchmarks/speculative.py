@@ -206,7 +206,8 @@ def main():
                  "evaluate.prefill_latency; per-round predicted = tau * t_target / (gamma * t_draft + t_verify) "
                  "and realized; reported values are medians over rounds"),
       "results": rows,
-      "note": "2-core CPU shared with other engineers; loadavg columns show how busy it was",
+      "note": ("2-core CPU shared with other engineers; loadavg columns show how busy it was. Wall-clock runs "
+               "here swing by 10-30% with the others' load; --cpus 1 --clock cpu reproduces to about +-3%"),
   }
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -122,9 +122,11 @@ def test_teacher_forced_alpha_is_one_for_self_and_inside_0_1_otherwise(pair, sd_
 
 def test_latencies_are_positive_per_call_and_in_loop(pair):
   target, _ = pair
-  # a forward takes more than 1 us (the in-loop difference of two timings is floored at 1e-9 if it breaks)
+  # a forward takes more than 1 us and less than 1 s. The in-loop latency is a difference of two timings (floored
+  # at 1e-9), so on a busy machine it can legitimately come out at the floor: only check it is a sane number.
   assert 1e-6 < evaluate.forward_latency(target, 1, context=16, reps=5) < 1.0
-  assert 1e-6 < evaluate.loop_latency(target, 4, context=16, cache_len=24, calls=8, reps=3) < 1.0
+  t_loop = evaluate.loop_latency(target, 4, context=16, cache_len=24, calls=8, reps=3)
+  assert np.isfinite(t_loop) and 0.0 < t_loop < 1.0
   with pytest.raises(ValueError, match="cache_len=10 < context"):
     evaluate.loop_latency(target, 1, context=16, cache_len=10)
 
