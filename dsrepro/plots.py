@@ -221,8 +221,7 @@ def fig2(df: pd.DataFrame, out_dir) -> list[Path]:
 
 def _draw_fig3a(ax, df, metric="alpha"):
   sub = df[df.metric == metric] if "metric" in df else df
-  if sub.empty:
-    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+  if _no_data(ax, sub):
     return
   g = sorted(sub.gamma.unique())[len(sub.gamma.unique()) // 2]
   styles = {d: s for d, s in zip(_decodings(sub), ("-", "--", ":"))}
@@ -237,9 +236,15 @@ def _draw_fig3a(ax, df, metric="alpha"):
   ax.legend(fontsize=6)
 
 
-def _draw_fig3b(ax, df):
+def _no_data(ax, df) -> bool:
+  """Write "no data" on an empty panel; True when the caller should stop."""
   if df.empty:
     ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+  return df.empty
+
+
+def _draw_fig3b(ax, df):
+  if _no_data(ax, df):
     return
   for task in dict.fromkeys(df.task):
     s = df[df.task == task]
@@ -253,8 +258,7 @@ def _draw_fig3b(ax, df):
 
 
 def _draw_fig3c(ax, df):
-  if df.empty:
-    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+  if _no_data(ax, df):
     return
   markers = {d: m for d, m in zip(_decodings(df), "os^v")}
   colors = {m: f"C{i}" for i, m in enumerate(_order(df.model))}
