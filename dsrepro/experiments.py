@@ -174,6 +174,17 @@ def _tracker(p: Profile, td: TaskData, teacher):
                                    tokenizer=td.tokenizer, refs=td.eval_refs)
 
 
+def tracker_at_init(p: Profile, task: str, root=None) -> dict:
+  """The Fig. 3a tracker on the SFT draft every KD run starts from, i.e. step 0 of every tracked curve (same
+  prompts and random keys as during KD). Evaluated once and cached."""
+  td = task_data(p, task, root)
+  draft, d_id = sft_model(p, task, p.draft_size, root)
+  teacher, t_id = sft_model(p, task, p.target_size, root)
+  cfg = dict(draft=d_id, target=t_id, task=task, gammas=p.gammas, T=p.temperatures, n=p.n_eval,
+             new=p.max_new_tokens, seed=p.seed)
+  return _cached_json(_eval_path(p, root, "tracker0", cfg), lambda: _tracker(p, td, teacher)(draft))
+
+
 # ---------------------------------------------------------------- evaluation
 
 def _eval_path(p: Profile, root, kind: str, cfg: dict) -> Path:

@@ -79,14 +79,16 @@ def fig2(p: Profile, root=None, gamma: int | None = None, temperature: float = 1
 
 
 def fig3a(p: Profile, root=None) -> pd.DataFrame:
-  """Acceptance (alpha, tau) measured during distillation, from each KD run's metrics.jsonl."""
+  """Acceptance (alpha, tau) measured during distillation, from each KD run's metrics.jsonl; step 0 is the SFT
+  draft every run starts from (experiments.tracker_at_init)."""
   rows = []
   for task in p.tasks[:1]:
+    init = dict(ex.tracker_at_init(p, task, root), step=0)
     for name in ALGOS:
       _, run_id = _algo(p, task, name, root)
       path = ex._root(p, root) / run_id / "metrics.jsonl"
-      for line in path.read_text().splitlines():
-        r = json.loads(line)
+      records = [init] + [json.loads(line) for line in path.read_text().splitlines()]
+      for r in records:
         for k, v in r.items():
           if k.startswith(("alpha/", "tau/")):
             metric, g, T = k.split("/")

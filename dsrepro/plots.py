@@ -225,12 +225,12 @@ def _draw_fig3a(ax, df, metric="alpha"):
     return
   g = sorted(sub.gamma.unique())[len(sub.gamma.unique()) // 2]
   styles = {d: s for d, s in zip(_decodings(sub), ("-", "--", ":"))}
-  for model in _order(sub.model):
+  for i, model in enumerate(_order(sub.model)):  # colour = algorithm, line style = decoding
     for dec, ls in styles.items():
       s = sub[(sub.model == model) & (sub.decoding == dec) & (sub.gamma == g)].sort_values("step")
       if len(s):
-        ax.plot(s.step, s.value, ls, marker="o", ms=3, label=f"{_label(model)} ({dec})")
-  ax.set_xlabel("distillation step")
+        ax.plot(s.step, s.value, ls, color=f"C{i}", marker="o", ms=3, label=f"{_label(model)} ({dec})")
+  ax.set_xlabel("distillation step (0 = SFT draft)")
   ax.set_ylabel("acceptance rate alpha" if metric == "alpha" else "block efficiency tau")
   ax.set_title(f"(a) {metric} during distillation, gamma = {g}")
   ax.legend(fontsize=6)

@@ -241,7 +241,7 @@ def key_numbers(name: str, df: pd.DataFrame) -> pd.DataFrame:
   if name == "fig3a":
     a = df[df.metric == "alpha"].sort_values("step")
     g = a.groupby(["task", "model", "decoding", "gamma"]).value
-    return pd.concat([g.first().rename("alpha_first"), g.last().rename("alpha_last"),
+    return pd.concat([g.first().rename("alpha_step0"), g.last().rename("alpha_last"),
                       a.groupby(["task", "model", "decoding", "gamma"]).step.max().rename("last_step")],
                      axis=1).reset_index()
   if name == "fig3b":

@@ -6,6 +6,7 @@ the test is safe under pytest-xdist. Needs dsrepro.distill (every figure distils
 import json
 from pathlib import Path
 
+import pandas as pd
 import papermill as pm
 
 from dsrepro import notebooks
@@ -46,6 +47,10 @@ def test_all_notebooks_smoke(tmp_path_factory):
              or (out / f"{fig}.{ext}").stat().st_size == 0]
   missing += [f"fig3_alignment: fig3.{ext}" for ext in ("png", "pdf") if not (out / f"fig3.{ext}").is_file()]
   assert not missing and error is None, f"{error!r}; missing: {missing}"
+  f3a = pd.read_csv(out / "fig3a.csv")  # every curve starts at step 0 from the same SFT draft
+  start = f3a[f3a.step == 0]
+  assert set(start.model) == set(f3a.model) and f3a.step.max() > 0
+  assert start.groupby(["metric", "gamma", "decoding"]).value.nunique().eq(1).all()
   report = (out / "REPORT.md").read_text()
   assert "profile: `smoke`" in report and "![" in report
   executed = Path(run_dir) / "smoke" / "notebooks"
