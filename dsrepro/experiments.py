@@ -29,8 +29,13 @@ from dsrepro.train import eval_loss, train_sft
 
 
 def default_root() -> Path:
+  """The artefact cache root: ``$DSREPRO_RUNS`` if set, else ``<repo>/runs`` for a source checkout (the package's
+  parent holds pyproject.toml), else ``./runs`` (a pip-installed package must not write into site-packages)."""
   env = os.environ.get("DSREPRO_RUNS")
-  return Path(env) if env else Path(__file__).resolve().parent.parent / "runs"
+  if env:
+    return Path(env)
+  repo = Path(__file__).resolve().parent.parent
+  return repo / "runs" if (repo / "pyproject.toml").is_file() else Path.cwd() / "runs"
 
 
 def _root(p: Profile, root=None) -> Path:

@@ -16,11 +16,19 @@ HERE = Path(__file__).resolve().parent
 COLAB = "https://colab.research.google.com/github/dsrepro/dsrepro/blob/main/notebooks/{name}.ipynb"
 BADGE = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({COLAB})"
 
-INSTALL = '''import subprocess
+INSTALL = '''import os
+import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab: install the package (locally the venv already has it)
-  subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/dsrepro/dsrepro"])'''
+if "google.colab" in sys.modules:  # on Colab: clone + install, then work from notebooks/ as locally
+  repo = "/content/dsrepro"
+  if not os.path.isdir(repo):
+    subprocess.check_call(["git", "clone", "-q", "https://github.com/dsrepro/dsrepro", repo])
+  subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", repo])
+  sys.path.insert(0, repo)  # importable without restarting the runtime
+  os.chdir(f"{repo}/notebooks")
+  # Task data: upload or mount it laid out as dsrepro/data.py describes (e.g. /content/data/gsm8k/...).
+  os.environ.setdefault("DSREPRO_DATA", "/content/data")'''
 
 PARAMS = '''# profile: smoke | quick | full (full = the larger profile, for a GPU / TPU runtime)
 profile = "quick"
