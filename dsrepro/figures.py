@@ -16,6 +16,7 @@ import pandas as pd
 
 from dsrepro import experiments as ex
 from dsrepro.profiles import Profile
+from dsrepro.runs import atomic_path
 
 ALGOS = ("supervised_kd", "seqkd", "imitkd", "f_distill", "gkd")
 GRID_DATA = ("ground_truth", "student", "teacher", "teacher+student")
@@ -243,5 +244,6 @@ def save(df: pd.DataFrame, out_dir, name: str) -> Path:
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   path = out / f"{name}.csv"
-  df.drop(columns=[c for c in df.columns if c.endswith("_per_example")], errors="ignore").to_csv(path, index=False)
+  with atomic_path(path) as tmp:
+    df.drop(columns=[c for c in df.columns if c.endswith("_per_example")], errors="ignore").to_csv(tmp, index=False)
   return path

@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
+from dsrepro.runs import atomic_path  # noqa: E402
+
 DPI = 150
 ALGO_ORDER = ("SFT", "supervised_kd", "seqkd", "imitkd", "f_distill", "gkd")
 ALGO_LABEL = {"SFT": "SFT draft", "supervised_kd": "SupervisedKD", "seqkd": "SeqKD", "imitkd": "ImitKD",
@@ -31,9 +33,13 @@ def _save(fig, out_dir, name: str) -> list[Path]:
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = [out / f"{name}.png", out / f"{name}.pdf"]
-  fig.savefig(paths[0], dpi=DPI, bbox_inches="tight", metadata={"Software": None})
-  fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None, "Producer": None})  # reproducible
-  plt.close(fig)
+  try:
+    with atomic_path(paths[0]) as tmp:
+      fig.savefig(tmp, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    with atomic_path(paths[1]) as tmp:  # no dates: the same figure gives the same bytes
+      fig.savefig(tmp, bbox_inches="tight", metadata={"CreationDate": None, "Producer": None})
+  finally:
+    plt.close(fig)
   return paths
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dsrepro.plots import spearman
+from dsrepro.runs import atomic_path
 
 NOT_RUN = "not run at this profile"
 GENERATED = ("seqkd", "f_distill", "gkd")   # KD algorithms trained on model-generated data only (paper Table 1)
@@ -326,5 +327,6 @@ def build_report(out_dir, profile_name: str, hardware: str | None = None, comman
     if mine:
       lines += ["Claims:", "", _claims_md(mine, with_figure=False)]
   path = out / "REPORT.md"
-  path.write_text("\n".join(lines))
+  with atomic_path(path) as tmp:
+    tmp.write_text("\n".join(lines))
   return path

@@ -17,6 +17,7 @@ the same way. So a run killed at any point never looks finished.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,7 +32,7 @@ from flax import nnx
 
 from dsrepro.models import ModelConfig, Transformer, make_model
 
-__all__ = ["canonical_json", "config_hash", "run_dir_for", "is_done", "write_json", "read_json", "mark_done",
+__all__ = ["canonical_json", "config_hash", "run_dir_for", "is_done", "atomic_path", "write_json", "read_json", "mark_done",
            "save_params", "load_params", "load_model", "cached", "CheckpointStore"]
 
 DONE, MODEL_CONFIG, PARAMS, CKPT = "DONE", "model_config.json", "params", "ckpt"
@@ -64,13 +65,24 @@ def config_hash(config: Any, n: int = 12) -> str:
   return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:n]
 
 
-def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
-  """Atomic: write to a temporary name in the same folder, then rename over ``path``."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+  """Yield a temporary path in ``path``'s folder (same suffix) to write to; it is renamed over ``path`` only when
+  the block succeeds, and removed otherwise, so a reader never sees a half-written file."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-  tmp.write_text(json.dumps(_jsonable(obj), indent=indent, sort_keys=True) + "\n")
-  os.replace(tmp, path)
+  tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
+  """Atomic (see atomic_path): a reader sees the old file or the whole new one."""
+  with atomic_path(path) as tmp:
+    tmp.write_text(json.dumps(_jsonable(obj), indent=indent, sort_keys=True) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -15,6 +15,7 @@ def test_plot_writes_png_and_pdf(tmp_path, name, nan_scores):
   assert [p.name for p in paths] == [f"{name}.png", f"{name}.pdf"]
   for p in paths:
     assert p.exists() and p.stat().st_size > 1000, p
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temporary files left
 
 
 def test_fig3_combined_and_single_rows(tmp_path):
