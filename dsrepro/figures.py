@@ -90,7 +90,7 @@ def fig3a(p: Profile, root=None) -> pd.DataFrame:
       path = ex._root(p, root) / run_id / "metrics.jsonl"
       records = [init] + [json.loads(line) for line in path.read_text().splitlines()]
       for r in records:
-        for k, v in r.items():
+        for k, v in sorted(r.items()):  # a fresh and a cached record list the keys in different orders
           if k.startswith(("alpha/", "tau/")):
             metric, g, T = k.split("/")
             rows.append(dict(task=task, model=name, step=r["step"], metric=metric, gamma=int(g[1:]),

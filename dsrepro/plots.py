@@ -239,7 +239,7 @@ def _draw_fig3a(ax, df, metric="alpha"):
   ax.set_xlabel("distillation step (0 = SFT draft)")
   ax.set_ylabel("acceptance rate alpha" if metric == "alpha" else "block efficiency tau")
   ax.set_title(f"(a) {metric} during distillation, gamma = {g}")
-  ax.legend(fontsize=6)
+  ax.legend(fontsize=6, handlelength=4)
 
 
 def _no_data(ax, df) -> bool:
@@ -405,7 +405,7 @@ def fig5b(df: pd.DataFrame, out_dir) -> list[Path]:
                         textcoords="offset points")
     ax.set_xlabel("relative latency (1 / speedup; target-only = 1)")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=6, handlelength=4)  # long enough to show the dashes
   fig.suptitle(f"Fig. 5b: lossy SD on {df.task.iloc[0]}, gamma = {int(df.gamma.iloc[0])}")
   return _save(fig, out_dir, "fig5b")
 
