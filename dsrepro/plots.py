@@ -191,7 +191,7 @@ def fig1(df: pd.DataFrame, out_dir) -> list[Path]:
     ax.set_ylim(0, 1.25 * np.nanmax([r.get_height() for r in bars.values()] + [1.0]))
     ax.set_title(dec)
     ax.set_xlabel("task")
-    ax.set_ylabel("speedup over target-only decoding (x)")
+    ax.set_ylabel("speedup over target-only decoding (x)\nbars: tau / (c gamma + 1)")
     ax.legend(fontsize=7, loc="upper left", ncol=3)
   fig.suptitle("Fig. 1: DistillSpec vs SFT draft, speedup at the best gamma (annotation: improvement)")
   return _save(fig, out_dir, "fig1")
