@@ -294,6 +294,19 @@ def _claims_md(rows: list[dict], with_figure: bool = True) -> str:
   return _md(pd.DataFrame(rows, columns=["figure", "claim", "paper", "ours", "verdict", "rule"])[cols])
 
 
+def _cost_note(df) -> list[str]:
+  """A sentence on whether SD is faster than the target alone at this profile (from Table D.1's c and speedups)."""
+  if df is None or df.empty or not {"c", "speedup_c", "speedup_wall"} <= set(df.columns):
+    return []
+  c, sw = df.c.astype(float), df.speedup_wall.astype(float)
+  faster = "faster" if sw.min() > 1 else "not faster" if sw.max() < 1 else "sometimes faster"
+  return ["", f"At this profile the cost ratio c (draft / target forward latency, batch 1) is "
+              f"{c.min():.2f}..{c.max():.2f} and SD is {faster} than target-only decoding: measured wall-time "
+              f"speedup {sw.min():.2f}x..{sw.max():.2f}x, model-based tau / (c gamma + 1) "
+              f"{df.speedup_c.min():.2f}x..{df.speedup_c.max():.2f}x. The speedup claims compare drafts at the "
+              "same c, so they still test what distillation changes: alpha and tau."]
+
+
 def build_report(out_dir, profile_name: str, hardware: str | None = None, command: str | None = None) -> Path:
   """Write ``<out_dir>/REPORT.md`` from the CSVs (and PNGs) in ``out_dir``; returns its path."""
   out = Path(out_dir)
@@ -309,7 +322,7 @@ def build_report(out_dir, profile_name: str, hardware: str | None = None, comman
       f"- command: `{command or f'dsrepro all --profile {profile_name}'}`", "",
       "Our models are tiny and trained from scratch, so compare directions and ratios with the paper, not "
       "absolute values. Verdicts are computed from the CSVs next to this file by the rules stated in each row.",
-      "", "## Claims", "",
+      *_cost_note(tables.get("table_d1")), "", "## Claims", "",
       "Summary: " + ", ".join(f"{k}: {v}" for k, v in verdicts.items()), "",
       _claims_md(cl)]
   for name, title in SECTIONS:

@@ -1,4 +1,5 @@
 """REPORT.md from synthetic CSVs: every section, verdicts that follow the data, missing CSVs reported honestly."""
+import pandas as pd
 import pytest
 
 from dsrepro import figures, report
@@ -74,3 +75,13 @@ def test_fig4_rank_rule(tmp_path, rank_shift, expected):
   df.loc[new_order, "improvement_pct"] = vals
   c = report.claim_best_recipe({"fig4": df}, "gsm8k", "greedy", "student", "fkl")
   assert c["verdict"] == expected, c
+
+
+@pytest.mark.parametrize("scale, word", [(0.5, "not faster"), (2.0, "SD is faster"), (None, "sometimes faster")])
+def test_cost_note_says_whether_sd_pays_off(tmp_path, scale, word):
+  _write(tmp_path)
+  t = pd.read_csv(tmp_path / "table_d1.csv")
+  t["speedup_wall"] = [0.5, 2.0] * (len(t) // 2) + [2.0] * (len(t) % 2) if scale is None else scale
+  figures.save(t, tmp_path, "table_d1")
+  text = report.build_report(tmp_path, "smoke").read_text()
+  assert word in text and f"cost ratio c (draft / target forward latency, batch 1) is {t.c.min():.2f}" in text
