@@ -181,8 +181,8 @@ def fig6(p: Profile, root=None) -> pd.DataFrame:
   Raw: SFT model of each size alone. Distilled: each size distilled (SupervisedKD, for task quality) from the
   largest garden model. Speculative: SD with the Raw model as target and the smallest Raw model as draft.
   DistillSpec: SD with the Distilled model as target and the smallest model distilled on-policy (GKD) from it as
-  draft. Garden distillations run ``p.kd_grid_steps`` steps (like the Fig. 4 cells). Latency is per generated token relative to the smallest Raw model; SD latency = target latency /
-  speedup_c. Quality: target_ll (log-likelihood under the largest model, scale-robust) and the task score.
+  draft. Garden distillations run ``p.kd_grid_steps`` steps (like the Fig. 4 cells). Latency is per generated
+  token relative to the smallest Raw model; SD latency = target latency / speedup_c. Quality: target_ll (log-likelihood under the largest model, scale-robust) and the task score.
   """
   from dsrepro import distill
   task = p.tasks[0]

@@ -58,7 +58,8 @@ PROFILES: dict[str, Profile] = {
         name="smoke", tasks=("gsm8k",), fig4_tasks=("gsm8k",), adaspec_tasks=("gsm8k",),
         garden=("pico", "nano", "micro"), target_size="nano", draft_size="pico", vocab_size=320,
         max_prompt_len=24, max_target_len=16, n_train=128,
-        sft_target=_tc(6, 0.2, 8), sft_draft=_tc(6, 0.2, 8), sft_garden=_tc(4, 0.2, 8), kd=_tc(4, 0.05, 8), kd_grid_steps=2,
+        sft_target=_tc(6, 0.2, 8), sft_draft=_tc(6, 0.2, 8), sft_garden=_tc(4, 0.2, 8), kd=_tc(4, 0.05, 8),
+        kd_grid_steps=2,
         n_eval=8, eval_batch=8, max_new_tokens=8, gammas=(3,), n_latency_prompts=1, track_points=1,
         lenience_eps=(1.0, 0.3)),
     "quick": Profile(
@@ -72,7 +73,8 @@ PROFILES: dict[str, Profile] = {
         fig4_tasks=("gsm8k", "xsum"), adaspec_tasks=("gsm8k", "xsum", "cnn_dailymail", "alpaca", "mbpp"),
         garden=("nano", "micro", "mini", "small", "base"), target_size="small", draft_size="nano", vocab_size=4096,
         max_prompt_len=256, max_target_len=128, n_train=0,
-        sft_target=_tc(6000, 0.1, 64), sft_draft=_tc(4000, 0.1, 64), sft_garden=_tc(4000, 0.1, 64), kd=_tc(2000, 0.02, 64), kd_grid_steps=1000,
+        sft_target=_tc(6000, 0.1, 64), sft_draft=_tc(4000, 0.1, 64), sft_garden=_tc(4000, 0.1, 64),
+        kd=_tc(2000, 0.02, 64), kd_grid_steps=1000,
         n_eval=256, eval_batch=64, max_new_tokens=128, n_latency_prompts=16, track_points=5),
 }
 

@@ -32,8 +32,8 @@ from flax import nnx
 
 from dsrepro.models import ModelConfig, Transformer, make_model
 
-__all__ = ["canonical_json", "config_hash", "run_dir_for", "is_done", "atomic_path", "write_json", "read_json", "mark_done",
-           "save_params", "load_params", "load_model", "cached", "CheckpointStore"]
+__all__ = ["canonical_json", "config_hash", "run_dir_for", "is_done", "atomic_path", "write_json", "read_json",
+           "mark_done", "save_params", "load_params", "load_model", "cached", "CheckpointStore"]
 
 DONE, MODEL_CONFIG, PARAMS, CKPT = "DONE", "model_config.json", "params", "ckpt"
 

@@ -166,9 +166,8 @@ def _truncate_metrics(path: Path, step: int) -> float:
     return 0.0
   recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
   keep = [r for r in recs if r["step"] <= step]
-  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-  tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-  os.replace(tmp, path)
+  with runs.atomic_path(path) as tmp:
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
   return keep[-1]["elapsed"] if keep else 0.0
 
 

@@ -1,6 +1,6 @@
 """profiles: every profile is runnable as written, checked on CPU without training (so that a `full` run on an
-accelerator does not fail an hour in on a config mistake): tasks load, model sizes exist and are ordered, the
-context fits every prompt + generation, and the settings the figures rely on are present."""
+accelerator does not fail an hour in on a config mistake): tasks load, model sizes exist and are ordered,
+and the settings the figures rely on are present."""
 import dataclasses
 
 import pytest
@@ -30,8 +30,7 @@ def test_profile_models_and_lengths(name):
   params = {s: count_params(garden_config(s, p.vocab_size, max_len=n)) for s in {*p.garden, p.target_size}}
   assert params[p.draft_size] < params[p.target_size]
   assert [params[s] for s in p.garden] == sorted(params[s] for s in p.garden), "garden must go smallest first"
-  assert len(p.garden) >= 3 and p.draft_size in p.garden
-  assert n >= p.max_prompt_len + 1 + p.max_new_tokens + max(p.gammas) + 1 and n >= p.pad_len
+  assert len(p.garden) >= 3 and p.draft_size in p.garden  # (context_len itself: tests/test_experiments.py)
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
