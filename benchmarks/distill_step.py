@@ -25,9 +25,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dsrepro import decode
-from dsrepro.distill import ALGORITHMS, distill
-from dsrepro.models import count_params, garden_config, make_model
+from dsrepro.sd import decode
+from dsrepro.kd.distill import ALGORITHMS, distill
+from dsrepro.models.transformer import count_params, garden_config, make_model
 from dsrepro.train import TrainConfig
 
 VOCAB, BATCH, PROMPT, NEW, N_DATA = 2048, 16, 128, 128, 64

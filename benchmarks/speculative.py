@@ -13,7 +13,7 @@ Per gamma:
   Primary: ``evaluate.loop_latency`` (cost per call inside a jitted loop, as SD and plain decoding run them);
   also ``forward_latency`` (one jitted call each, Python dispatch included) for reference.
 * SD statistics: ``evaluate.run_sd`` on all prompts in one batch (alpha_hat = accepted / drafted, tau) and the
-  teacher-forced alpha on its outputs (mean of beta_t = sum_v min(p, q), REFERENCE.md sec. 2) with the theory
+  teacher-forced alpha on its outputs (mean of beta_t = sum_v min(p, q), DistillSpec Eq. 1) with the theory
   tau(alpha, gamma).
 * realized speedup: ``evaluate.wall_time_speedup`` -- plain target decoding vs SD, batch 1, T = 1, same prompts
   and keys, after compilation. The machine is shared, so all the timings of a gamma are taken in ``--rounds``
@@ -49,10 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dsrepro import evaluate, speculative, theory
-from dsrepro.kvcache import init_cache
-from dsrepro.models import count_params, garden_config, make_model
-from dsrepro.speculative import SpecConfig
+from dsrepro.sd import decode, evaluate, speculative, theory
+from dsrepro.models.kvcache import init_cache
+from dsrepro.models.transformer import count_params, garden_config, make_model
+from dsrepro.sd.speculative import SpecConfig
 
 VOCAB, MAX_LEN = 2048, 256
 OUT = Path(__file__).parent / "results" / "speculative.json"
@@ -113,7 +113,7 @@ def bench_gamma(target, draft, prompts_NxP, plen_N, gamma: int, n_new: int, roun
   cfg = SpecConfig(gamma=gamma, max_new_tokens=n_new, temperature=1.0)
   ctx, cache_len = P + n_new // 2, P + n_new + gamma + 1
   sd = evaluate.run_sd(target, draft, prompts_NxP, plen_N, cfg, key, batch_size=n)
-  seq, mask = evaluate.join_outputs(prompts_NxP, plen_N, sd["tokens_NxT"], sd["num_N"], pad_id=0)
+  seq, mask = decode.join_outputs(prompts_NxP, plen_N, sd["tokens_NxT"], sd["num_N"], pad_id=0)
   alpha_tf = float(np.mean(evaluate.teacher_forced_alpha(target, draft, seq, mask, 1.0)))
   lat_call = evaluate.latencies(target, draft, gamma, context=ctx, clock=clock)
   lats, walls, pre_plain, pre_sd, shaped = [], [], [], [], []

@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dsrepro.models import count_params, garden_config, make_model
+from dsrepro.models.transformer import count_params, garden_config, make_model
 from dsrepro.train import TrainConfig, sft_loss, train_loop
 
 VOCAB, SEQ, BATCH = 2048, 256, 16

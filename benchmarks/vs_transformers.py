@@ -78,7 +78,7 @@ def run_dirs(args) -> dict:
 def prepare(args) -> None:
   """Train (or find) the tokenizer, target and draft."""
   from dsrepro import data, tokenizer, train
-  from dsrepro.models import garden_config
+  from dsrepro.models.transformer import garden_config
   cfgs, dirs = run_configs(args), run_dirs(args)
   if not runs.is_done(dirs["tok"]):
     t0 = time.perf_counter()
@@ -159,10 +159,11 @@ def bench(args, dirs, cores):
   import flax
   import torch
   import transformers
-  from dsrepro import data, decode, speculative, tokenizer
-  from dsrepro.decode import DecodeConfig, generate
-  from dsrepro.hf import export_hf
-  from dsrepro.speculative import SpecConfig, speculative_generate
+  from dsrepro import data, tokenizer
+  from dsrepro.sd import decode, speculative
+  from dsrepro.sd.decode import DecodeConfig, generate
+  from dsrepro.models.hf import export_hf
+  from dsrepro.sd.speculative import SpecConfig, speculative_generate
   transformers.logging.set_verbosity_error()
   torch.set_num_threads(args.threads)
   N, G = args.max_new_tokens, args.gamma
@@ -309,7 +310,7 @@ def bench(args, dirs, cores):
 
 
 def _count(model) -> int:
-  from dsrepro.models import count_params
+  from dsrepro.models.transformer import count_params
   return count_params(model)
 
 

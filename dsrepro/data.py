@@ -56,7 +56,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 __all__ = ["TaskSpec", "Example", "TASKS", "SPLITS", "METRICS", "load_task", "task_texts", "data_search_paths",
-           "find_task_dir"]
+           "find_task_dir", "manifest", "check_task_files"]
 
 SPLITS = ("train", "validation", "test")
 METRICS = ("accuracy", "rouge2", "rougeL", "bleu", "none")
@@ -187,6 +187,35 @@ def _task_dir(spec: TaskSpec, data_dir: str | Path | None) -> Path:
   if _has_files(d, spec.files) and not _has_files(d / spec.folder, spec.files):
     return d  # data_dir is the task folder itself
   return find_task_dir(spec.name, [d])
+
+
+def manifest() -> dict:
+  """The staged task files' sha256 / size / line counts (``<repo>/data/manifest.json``; {} when not shipped)."""
+  path = _repo_root() / "data" / "manifest.json"
+  return json.loads(path.read_text())["tasks"] if path.is_file() else {}
+
+
+def check_task_files(task: str, task_dir: str | Path | None = None) -> list[str]:
+  """How the task's files differ from the staged snapshot in ``data/manifest.json``: [] when they match (or the
+  manifest does not list the task), else one line per file naming it and what differs. Differences are not
+  errors (a full download differs from our snapshot on purpose); they explain numbers that differ from ours."""
+  import hashlib
+  spec = _spec(task)
+  d = find_task_dir(task) if task_dir is None else Path(task_dir)
+  out = []
+  for name, want in manifest().get(spec.folder, {}).items():
+    f = d / name
+    if name not in spec.files and not f.exists():
+      continue
+    if not f.is_file():
+      out.append(f"{f}: missing")
+      continue
+    b = f.read_bytes()
+    lines = b.count(b"\n")
+    if hashlib.sha256(b).hexdigest() != want["sha256"]:
+      out.append(f"{f}: {len(b)} bytes / {lines} lines, the staged file has {want['bytes']} bytes / "
+                 f"{want['lines']} lines (sha256 differs)")
+  return out
 
 
 def _jsonl(path: Path) -> list[dict]:

@@ -23,19 +23,19 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from dsrepro.models import ModelConfig, Transformer, make_model
+from dsrepro.models.transformer import ModelConfig, Transformer, make_model
 
 __all__ = ["canonical_json", "config_hash", "run_dir_for", "is_done", "atomic_path", "write_json", "read_json",
-           "mark_done", "save_params", "load_params", "load_model", "cached", "CheckpointStore"]
+           "mark_done", "read_metrics", "save_params", "load_params", "load_model", "CheckpointStore"]
 
-DONE, MODEL_CONFIG, PARAMS, CKPT = "DONE", "model_config.json", "params", "ckpt"
+DONE, MODEL_CONFIG, PARAMS, CKPT, METRICS = "DONE", "model_config.json", "params", "ckpt", "metrics.jsonl"
 
 
 def _jsonable(x: Any) -> Any:
@@ -87,6 +87,14 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Non
 
 def read_json(path: str | os.PathLike) -> Any:
   return json.loads(Path(path).read_text())
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+  """The records of run_dir/metrics.jsonl (one dict per logged step; [] if none yet)."""
+  path = Path(run_dir) / METRICS
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def run_dir_for(root: str | os.PathLike, kind: str, config: dict) -> Path:
@@ -142,14 +150,6 @@ def load_model(run_dir: str | os.PathLike, device: jax.Device | None = None) -> 
     raise ValueError(f"no saved model in {run_dir} (need {MODEL_CONFIG})")
   cfg = ModelConfig(**read_json(run_dir / MODEL_CONFIG))
   return load_params(run_dir, nnx.eval_shape(lambda: make_model(cfg)), device)
-
-
-def cached(kind: str, config: dict, root: str | os.PathLike, build_fn: Callable[[Path], Transformer]) -> Transformer:
-  """load_model(run_dir) if the run for (kind, config) is DONE, else build_fn(run_dir) (which must finish it)."""
-  run_dir = run_dir_for(root, kind, config)
-  if is_done(run_dir):
-    return load_model(run_dir)
-  return build_fn(run_dir)
 
 
 class CheckpointStore:

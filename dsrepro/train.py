@@ -9,7 +9,7 @@
 
 Choices:
 - Functional step: ``nnx.split`` the model into (graphdef, params, rest); a ``jax.jit`` function carries params and
-  the optax state. Data parallel over a 1-D ``Mesh`` of all devices with axis "data": batch arrays are sharded
+  the optax state, both DONATED (updated in place: one copy of each in memory, not two). Data parallel over a 1-D ``Mesh`` of all devices with axis "data": batch arrays are sharded
   along axis 0, params / optimizer state / frozen state replicated; XLA inserts the gradient all-reduce because
   the loss is a mean over the global batch.
 - Resume is exact: a checkpoint holds params, optimizer state and the step; the batch for step s depends only on
@@ -31,7 +31,6 @@ import json
 import math
 import os
 import time
-import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,9 +43,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from dsrepro import runs
-from dsrepro.models import ModelConfig, Transformer, make_model
+from dsrepro.keys import named_key
+from dsrepro.models.transformer import ModelConfig, Transformer, make_model, next_token
 
-__all__ = ["TrainConfig", "make_schedule", "make_optimizer", "named_key", "make_mesh", "shard_batch", "train_loop",
+__all__ = ["TrainConfig", "with_steps", "make_schedule", "make_optimizer", "make_mesh", "shard_batch", "train_loop",
            "sft_loss", "token_ce", "eval_loss", "epoch_indices", "sft_batch_fn", "train_sft"]
 
 
@@ -81,6 +81,14 @@ class TrainConfig:
       raise ValueError(f"TrainConfig.schedule={self.schedule!r}; expected 'cosine' or 'constant'")
 
 
+def with_steps(cfg: TrainConfig, steps: int, **overrides) -> TrainConfig:
+  """``cfg`` for a run of ``steps`` updates, the periodic settings scaled with it (the ONE step formula): warmup
+  10% of the steps (>= 1), a checkpoint every quarter (>= 10 steps apart), a log record every 5% (>= 1).
+  ``overrides`` replace any field afterwards."""
+  return dataclasses.replace(cfg, steps=steps, warmup_steps=max(1, steps // 10), ckpt_every=max(10, steps // 4),
+                             log_every=max(1, steps // 20), **overrides)
+
+
 def make_schedule(cfg: TrainConfig) -> Callable[[jax.Array], jax.Array]:
   """Learning rate as a function of the update count t = 0, 1, ... (see module doc)."""
   lr, warm, total = cfg.learning_rate, cfg.warmup_steps, cfg.steps
@@ -108,11 +116,6 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
   else:
     opt = optax.adamw(schedule, b1=0.9, b2=0.95, weight_decay=cfg.weight_decay, mask=_decay_mask)
   return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt) if cfg.clip_norm else opt
-
-
-def named_key(seed: int, name: str) -> jax.Array:
-  """One named stream of the root key ``jax.random.key(seed)`` (fold_in of a stable hash of the name)."""
-  return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -157,7 +160,9 @@ def _compiled_step(graphdef, loss_fn, cfg: TrainConfig, frozen_defs: tuple, mesh
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss, aux, optax.tree.norm(grads)
 
-  return jax.jit(step, out_shardings=NamedSharding(mesh, P()))
+  # params and opt_state are donated: the step's outputs reuse their buffers (on an accelerator they would
+  # otherwise be held twice). train_loop owns private copies of both, so nothing else sees them invalidated.
+  return jax.jit(step, out_shardings=NamedSharding(mesh, P()), donate_argnums=(0, 2))
 
 
 def _truncate_metrics(path: Path, step: int) -> float:
@@ -198,14 +203,17 @@ def train_loop(model: nnx.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
 
   replicated = NamedSharding(mesh, P())
   tx = make_optimizer(cfg)
-  params, rest = jax.device_put((params, rest), replicated)
-  opt_state = jax.device_put(tx.init(params), replicated)
+  # private copies (may_alias=False): the step donates them, and the caller's model (e.g. an nnx.clone of a
+  # cached SFT draft, which shares its buffers) must stay valid
+  params = jax.device_put(params, replicated, may_alias=False)
+  rest = jax.device_put(rest, replicated)
+  opt_state = jax.device_put(tx.init(params), replicated, may_alias=False)
   frozen_defs, frozen_states = _split_frozen(frozen or {})
   frozen_states = jax.device_put(frozen_states, replicated)
   step_fn = _compiled_step(graphdef, loss_fn, cfg, tuple(sorted(frozen_defs.items())), mesh)
   schedule = make_schedule(cfg)
   batch_root = named_key(cfg.seed, "batch")
-  metrics_path = run_dir / "metrics.jsonl"
+  metrics_path = run_dir / runs.METRICS
 
   store = runs.CheckpointStore(run_dir)
   try:
@@ -255,10 +263,7 @@ def _last_record(path: Path) -> dict:
 
 def token_ce(model, tokens_BxL: jax.Array, loss_mask_BxL: jax.Array):
   """(sum of next-token cross-entropy over target tokens, number of target tokens)."""
-  logits_BxLxV, _ = model(tokens_BxL)
-  logits_BxTxV = logits_BxLxV[:, :-1]
-  targets_BxT = tokens_BxL[:, 1:]
-  mask_BxT = loss_mask_BxL[:, 1:].astype(jnp.float32)
+  logits_BxTxV, targets_BxT, mask_BxT = next_token(model(tokens_BxL)[0], tokens_BxL, loss_mask_BxL)
   tgt_BxT = jnp.take_along_axis(logits_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
   ce_BxT = jax.nn.logsumexp(logits_BxTxV, axis=-1) - tgt_BxT
   return jnp.sum(ce_BxT * mask_BxT), jnp.sum(mask_BxT)
@@ -348,9 +353,7 @@ def sft_batch_fn(data: dict, batch_size: int, seed: int) -> Callable:
 def train_sft(model_cfg: ModelConfig, train_cfg: TrainConfig, data: dict, run_dir: str | os.PathLike,
               eval_data: dict | None = None, init_seed: int | None = None, **loop_kw) -> Transformer:
   """Supervised fine-tuning (from a fresh model with seed init_seed, default train_cfg.seed). A DONE run_dir is
-  loaded, not retrained. ``loop_kw`` goes to train_loop (mesh, stop_after, desc)."""
-  if runs.is_done(run_dir):
-    return runs.load_model(run_dir)
+  loaded, not retrained (train_loop). ``loop_kw`` goes to train_loop (mesh, stop_after, desc)."""
   _check_data(data, "data", model_cfg)
   eval_fn = None
   if eval_data is not None:

@@ -1,4 +1,5 @@
-"""Small synthetic tables with the columns of dsrepro.figures (for the plot and report tests)."""
+"""Small synthetic panel tables with the columns of the figure modules (dsrepro.repro.figures.*), for the plot and
+report tests."""
 from __future__ import annotations
 
 import numpy as np
@@ -105,3 +106,9 @@ def tables(flip: bool = False, seed: int = 0, nan_scores: bool = False) -> dict[
         ada.append(dict(task=task, model=m, decoding=dec, gamma=5, alpha_hat=a, alpha_tf=a, tau=1 / (1 - a)))
   out["adaspec_table"] = pd.DataFrame(ada)
   return out
+
+
+def by_figure(panels: dict[str, pd.DataFrame]) -> dict[str, dict]:
+  """The panel tables grouped as the registry's figures take them: {figure name: {panel: DataFrame}}."""
+  from dsrepro.repro.figures import FIGURES
+  return {name: {p: panels.get(p) for p in spec.panels} for name, spec in FIGURES.items()}

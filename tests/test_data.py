@@ -170,3 +170,14 @@ def test_env_root_wins_and_data_dir_forms(tmp_path, monkeypatch):
   monkeypatch.delenv("DSREPRO_DATA")
   assert data.load_task("xsum", "validation", data_dir=xs)[0].id == "1"  # the task folder itself
   assert data.load_task("xsum", "train", data_dir=tmp_path / "root")[0].id == "0"  # a data root
+
+
+def test_staged_files_match_the_manifest_and_a_damaged_copy_is_reported(tmp_path):
+  assert set(data.manifest()) >= {"gsm8k", "xsum", "mbpp"}
+  assert data.check_task_files("mbpp") == []
+  src = data.find_task_dir("mbpp")
+  for f in src.iterdir():
+    (tmp_path / f.name).write_bytes(f.read_bytes())
+  (tmp_path / "train.jsonl").write_bytes((src / "train.jsonl").read_bytes()[:1000])  # truncated
+  diffs = data.check_task_files("mbpp", tmp_path)
+  assert len(diffs) == 1 and "train.jsonl" in diffs[0] and "sha256 differs" in diffs[0]

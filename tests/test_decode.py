@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from dsrepro import decode
-from dsrepro.decode import DecodeConfig, generate
-from dsrepro.models import ModelConfig, make_model
+from dsrepro.sd import decode
+from dsrepro.sd.decode import DecodeConfig, generate, join_outputs
+from dsrepro.models.transformer import ModelConfig, make_model
 
 CFG = ModelConfig(vocab_size=61, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=40)
 
@@ -61,14 +61,6 @@ def test_sampling_reproducible_and_no_retrace():
   assert not np.array_equal(a.tokens_BxN, d.tokens_BxN)
 
 
-def test_top_p_and_top_k_restrict_support():
-  from dsrepro.sampling import probs
-  logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
-  np.testing.assert_allclose(probs(logits, 1.0, top_k=2), [[0.625, 0.375, 0, 0]], atol=1e-6)
-  np.testing.assert_allclose(probs(logits, 1.0, top_p=0.7), [[0.625, 0.375, 0, 0]], atol=1e-6)
-  np.testing.assert_allclose(probs(logits, 1.0, top_p=0.9), [[0.5 / .95, 0.3 / .95, 0.15 / .95, 0]], atol=1e-6)
-
-
 def test_errors():
   model = make_model(CFG, 0)
   with pytest.raises(ValueError, match="exceeds the model context max_len=40"):
@@ -77,3 +69,19 @@ def test_errors():
     DecodeConfig(max_new_tokens=3, temperature=-1.0)
   with pytest.raises(ValueError, match="prompt_len has shape"):
     generate(model, jnp.ones((2, 5), jnp.int32), jnp.array([5, 5, 5]), DecodeConfig(max_new_tokens=3))
+
+
+def test_join_outputs_masks_exactly_the_output_tokens():
+  prompts = np.array([[5, 6, 7, 0], [8, 9, 0, 0], [1, 2, 3, 4]], np.int32)
+  plen = np.array([3, 2, 4])
+  out = np.array([[11, 12, 0], [13, 0, 0], [14, 15, 16]], np.int32)
+  num = np.array([2, 1, 3])
+  seq, mask = join_outputs(prompts, plen, out, num, pad_id=0)
+  np.testing.assert_array_equal(seq, [[5, 6, 7, 11, 12, 0, 0], [8, 9, 13, 0, 0, 0, 0], [1, 2, 3, 4, 14, 15, 16]])
+  np.testing.assert_array_equal(mask, [[0, 0, 0, 1, 1, 0, 0], [0, 0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1]])
+  for i in range(3):  # the masked tokens are exactly the outputs
+    np.testing.assert_array_equal(seq[i, mask[i] > 0], out[i, :num[i]])
+  wide, wmask = join_outputs(prompts, plen, out, num, pad_id=9, width=9)
+  assert wide.shape == (3, 9) and (wide[:, 7:] == 9).all() and wmask.sum() == num.sum()
+  with pytest.raises(ValueError, match="does not fit the row width 6"):
+    join_outputs(prompts, plen, out, num, pad_id=0, width=6)

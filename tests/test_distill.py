@@ -13,8 +13,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from dsrepro import decode, distill as D, kd_data, runs
-from dsrepro.models import ModelConfig, make_model
+from dsrepro.sd import decode
+
+from dsrepro.kd import batches as kd_data
+from dsrepro.kd import distill as D
+from dsrepro.kd import recipes as R
+
+from dsrepro import runs
+from dsrepro.models.transformer import ModelConfig, make_model
 from dsrepro.tokenizer import decode_until_eos
 from dsrepro.train import TrainConfig, sft_batch_fn
 
@@ -60,7 +66,7 @@ def records(run_dir):
 
 
 def kd_of(name, **kw):
-  return dataclasses.replace(D.ALGORITHMS[name], max_new_tokens=NEW, **kw)
+  return dataclasses.replace(R.ALGORITHMS[name], max_new_tokens=NEW, **kw)
 
 
 def batch_fn_for(kd, data, teacher, width=L):
@@ -86,26 +92,26 @@ def check_generated_rows(tokens, mask, data_rows, data):
 
 
 def test_kd_config_validation_algorithms_and_row_split():
-  assert {k: (c.divergence, c.data) for k, c in D.ALGORITHMS.items()} == {
+  assert {k: (c.divergence, c.data) for k, c in R.ALGORITHMS.items()} == {
       "supervised_kd": ("fkl", "ground_truth"), "seqkd": ("fkl", "teacher"), "imitkd": ("fkl", "ground_truth+student"),
       "f_distill": ("tvd", "teacher+student"), "gkd": ("fkl", "student")}
-  assert D.grid_config("teacher+student", "jsd", max_new_tokens=7) == D.KDConfig("jsd", data="teacher+student",
+  assert R.grid_config("teacher+student", "jsd", max_new_tokens=7) == R.KDConfig("jsd", data="teacher+student",
                                                                                   max_new_tokens=7)
   for kw, bad in [({"divergence": "kl"}, "kl"), ({"data": "teacher+ground_truth"}, "teacher\\+ground_truth"),
                   ({"mix": 1.5}, "1.5"), ({"beta": -0.1}, "-0.1"), ({"temperature": 0.0}, "0.0"),
                   ({"max_new_tokens": 0}, "0"), ({"adaspec_k": 0.0}, "0.0"), ({"adaspec_k": 1.2}, "1.2"),
                   ({"adaspec_k": 0.4, "divergence": "tvd"}, "tvd")]:
     with pytest.raises(ValueError, match=bad):
-      D.KDConfig(**kw)
+      R.KDConfig(**kw)
   with pytest.raises(ValueError, match="ground_truth\\+student"):
-    D.grid_config("ground_truth+student", "fkl")
+    R.grid_config("ground_truth+student", "fkl")
   assert kd_data.split_rows(8, ("teacher", "student"), 0.25) == (("teacher", 0, 6), ("student", 6, 8))
   assert kd_data.split_rows(5, ("ground_truth", "student"), 0.5) == (("ground_truth", 0, 3), ("student", 3, 5))
   assert kd_data.split_rows(4, ("ground_truth", "student"), 1.0) == (("student", 0, 4),)
   assert kd_data.split_rows(4, ("student",), 0.9) == (("student", 0, 4),)
   # The loss ignores the data fields: recipes that differ only in data share one loss function (one compile).
-  assert D.make_kd_loss(D.ALGORITHMS["gkd"]) is D.make_kd_loss(kd_of("supervised_kd", mix=0.3))
-  assert D.make_kd_loss(D.ALGORITHMS["gkd"]) is not D.make_kd_loss(D.ALGORITHMS["f_distill"])
+  assert D.make_kd_loss(R.ALGORITHMS["gkd"]) is D.make_kd_loss(kd_of("supervised_kd", mix=0.3))
+  assert D.make_kd_loss(R.ALGORITHMS["gkd"]) is not D.make_kd_loss(R.ALGORITHMS["f_distill"])
 
 
 def test_data_sources_rows_masks_and_on_policy():
@@ -156,7 +162,7 @@ def test_algorithms_reduce_kd_loss_and_leave_student_untouched(tmp_path):
   before = leaves(student)
   eval_fn = D.alignment_eval_fn(teacher, data["tokens"][:4, :6], data["prompt_len"][:4], gammas=(2,),
                                 temperatures=(1.0,), max_new_tokens=6, eos_id=EOS, pad_id=PAD)
-  for name in D.ALGORITHMS:
+  for name in R.ALGORITHMS:
     out = D.distill(student, teacher, kd_of(name), TC, data, tmp_path / name, pad_id=PAD, eos_id=EOS,
                     eval_fn=eval_fn if name == "gkd" else None)
     recs = records(tmp_path / name)
@@ -189,27 +195,27 @@ def test_adaspec_selects_k_and_builds_reference(tmp_path):
   assert abs(recs[0]["ref_kd_loss"] - float(ref_loss)) < 1e-4
   assert not same(draft, ref) and not same(draft, student) and not same(ref, student)
   with pytest.raises(ValueError, match="reference"):
-    D.distill(student, teacher, D.KDConfig(adaspec_k=0.4), TC, data, tmp_path / "noref")
+    D.distill(student, teacher, R.KDConfig(adaspec_k=0.4), TC, data, tmp_path / "noref")
 
 
 def test_bad_inputs_raise(tmp_path):
   data, teacher, student = make_data(), make_model(CFG, 1), make_model(CFG, 2)
   small = make_model(dataclasses.replace(CFG, vocab_size=33), 0)
   with pytest.raises(ValueError, match="student vocab_size=33, teacher vocab_size=40"):
-    D.distill(small, teacher, D.KDConfig(), TC, data, tmp_path / "x")
+    D.distill(small, teacher, R.KDConfig(), TC, data, tmp_path / "x")
   with pytest.raises(ValueError, match="pad_id and eos_id"):
-    D.distill(student, teacher, D.ALGORITHMS["gkd"], TC, data, tmp_path / "x")
+    D.distill(student, teacher, R.ALGORITHMS["gkd"], TC, data, tmp_path / "x")
   with pytest.raises(ValueError, match="max_len=32"):
-    D.distill(student, teacher, D.KDConfig(data="student", max_new_tokens=30), TC, data, tmp_path / "x", pad_id=PAD,
+    D.distill(student, teacher, R.KDConfig(data="student", max_new_tokens=30), TC, data, tmp_path / "x", pad_id=PAD,
               eos_id=EOS)
   with pytest.raises(ValueError, match="prompt_len"):
-    D.distill(student, teacher, D.KDConfig(), TC, {k: data[k] for k in ("tokens", "loss_mask")}, tmp_path / "x")
+    D.distill(student, teacher, R.KDConfig(), TC, {k: data[k] for k in ("tokens", "loss_mask")}, tmp_path / "x")
   with pytest.raises(ValueError, match="range \\[1, 40\\] outside vocab_size=40"):
-    D.distill(student, teacher, D.KDConfig(), TC, {**data, "tokens": data["tokens"] + 1}, tmp_path / "x")
+    D.distill(student, teacher, R.KDConfig(), TC, {**data, "tokens": data["tokens"] + 1}, tmp_path / "x")
   with pytest.raises(ValueError, match="eos_id=3"):
-    D.distill(student, teacher, D.ALGORITHMS["gkd"], TC, {**data, "eos_id": 2}, tmp_path / "x", eos_id=3)
+    D.distill(student, teacher, R.ALGORITHMS["gkd"], TC, {**data, "eos_id": 2}, tmp_path / "x", eos_id=3)
   with pytest.raises(ValueError, match="only used by AdaSPEC"):
-    D.distill(student, teacher, D.KDConfig(), TC, data, tmp_path / "x", ref=student)
+    D.distill(student, teacher, R.KDConfig(), TC, data, tmp_path / "x", ref=student)
   assert not (tmp_path / "x").exists()
 
 
@@ -242,7 +248,8 @@ def test_resume_after_kill_is_exact_and_finished_run_is_reused(tmp_path, monkeyp
   assert strip(records(tmp_path / "full")) == strip(records(tmp_path / "part"))
   # A finished run is loaded, never retrained: no batch is built, metrics untouched.
   metrics = (tmp_path / "full" / "metrics.jsonl").read_bytes()
-  monkeypatch.setattr(kd_data, "kd_batch_fn", lambda *a, **k: pytest.fail("retrained a finished run"))
+  monkeypatch.setattr(kd_data, "kd_batch_fn",
+                      lambda *a, **k: lambda *b: pytest.fail("retrained a finished run"))
   again = D.distill(student, teacher, kd, TC, data, tmp_path / "full", **kw)
   assert same(again, full) and (tmp_path / "full" / "metrics.jsonl").read_bytes() == metrics
 

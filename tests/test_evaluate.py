@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from dsrepro import evaluate, theory
-from dsrepro.decode import DecodeConfig
-from dsrepro.models import ModelConfig, make_model
-from dsrepro.speculative import SpecConfig
+from dsrepro.sd import evaluate, theory
+from dsrepro.sd.decode import DecodeConfig, join_outputs
+from dsrepro.models.transformer import ModelConfig, make_model
+from dsrepro.sd.speculative import SpecConfig
 
 V, P, N = 50, 6, 24
 CFG = ModelConfig(vocab_size=V, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=64)
@@ -95,24 +95,10 @@ def test_run_plain_samples_follow_the_model_distribution(pair):
   assert pvalue(draft) < 1e-6  # the test has power: a close model's distribution is rejected
 
 
-def test_join_outputs_masks_exactly_the_positions_predicting_outputs():
-  prompts = np.array([[5, 6, 7, 0], [8, 9, 0, 0], [1, 2, 3, 4]], np.int32)
-  plen = np.array([3, 2, 4])
-  out = np.array([[11, 12, 0], [13, 0, 0], [14, 15, 16]], np.int32)
-  num = np.array([2, 1, 3])
-  seq, mask = evaluate.join_outputs(prompts, plen, out, num, pad_id=0)
-  np.testing.assert_array_equal(seq, [[5, 6, 7, 11, 12, 0, 0], [8, 9, 13, 0, 0, 0, 0], [1, 2, 3, 4, 14, 15, 16]])
-  np.testing.assert_array_equal(mask, [[0, 0, 1, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1, 0]])
-  # every masked position t predicts an output token seq[t + 1]; their number is num
-  for i in range(3):
-    t = np.flatnonzero(mask[i])
-    np.testing.assert_array_equal(seq[i, t + 1], out[i, :num[i]])
-
-
 def test_teacher_forced_alpha_is_one_for_self_and_inside_0_1_otherwise(pair, sd_run):
   target, draft = pair
   prompts, plen, res = sd_run
-  seq, mask = evaluate.join_outputs(prompts, plen, res["tokens_NxT"], res["num_N"], pad_id=0)
+  seq, mask = join_outputs(prompts, plen, res["tokens_NxT"], res["num_N"], pad_id=0)
   for T in (1.0, 0.0):
     np.testing.assert_allclose(evaluate.teacher_forced_alpha(target, target, seq, mask, T), 1.0, atol=1e-5)
     a = evaluate.teacher_forced_alpha(target, draft, seq, mask, T)
@@ -143,7 +129,7 @@ def test_theory_block_efficiency_matches_empirical_tau(pair, sd_run):
   """
   target, draft = pair
   prompts, plen, res = sd_run
-  seq, mask = evaluate.join_outputs(prompts, plen, res["tokens_NxT"], res["num_N"], pad_id=0)
+  seq, mask = join_outputs(prompts, plen, res["tokens_NxT"], res["num_N"], pad_id=0)
   alpha = float(np.mean(evaluate.teacher_forced_alpha(target, draft, seq, mask, 1.0)))
   tau = res["summary"]["tau"]
   assert theory.expected_block_efficiency(alpha, 3) == pytest.approx(tau, rel=0.15)

@@ -12,9 +12,9 @@ from flax import nnx
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models as tok_models, pre_tokenizers
 
-from dsrepro import hf
-from dsrepro.hf_config import export_arch, hf_config_to_model_config
-from dsrepro.models import garden_config, init_cache, make_model
+from dsrepro.models import hf
+from dsrepro.models.hf_config import export_arch, hf_config_to_model_config
+from dsrepro.models.transformer import garden_config, init_cache, make_model
 
 V = 96
 PROMPT = [[5, 17, 42, 8, 63, 2]]

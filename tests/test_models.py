@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dsrepro.models import GARDEN, ModelConfig, count_params, garden_config, init_cache, make_model
+from dsrepro.models.transformer import GARDEN, ModelConfig, count_params, garden_config, init_cache, make_model
 
 TINY = dict(vocab_size=97, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=48)
 VARIANTS = {

@@ -1,38 +1,49 @@
-"""Every notebook executes through papermill with the smoke profile and writes its figure files.
+"""The notebooks: one per registered figure plus the report, each a jupytext script in sync with its committed
+.ipynb; every one executes through papermill with the smoke profile and writes its figure files.
 
-One test runs them all in order (zz_report last) on a shared artefact cache, so each model is trained once and
-the test is safe under pytest-xdist. Needs dsrepro.distill (every figure distils drafts).
-"""
+The smoke run executes them all in order (report last) on a shared artefact cache, so each model is trained once
+and the test is safe under pytest-xdist."""
 import json
 from pathlib import Path
 
+import jupytext
+import nbformat
 import pandas as pd
 import papermill as pm
+import pytest
 
-from dsrepro import notebooks
+from dsrepro.repro import notebooks
+from dsrepro.repro.figures import FIGURES
 
-EXPECTED = {
-    "fig1_speedup": ["fig1"],
-    "fig2_kd_algorithms": ["fig2"],
-    "fig3_alignment": ["fig3a", "fig3b", "fig3c"],
-    "fig4_divergence_grid": ["fig4"],
-    "fig5_quality_latency": ["fig5a", "fig5b"],
-    "fig6_model_garden": ["fig6"],
-    "table_d1": ["table_d1"],
-    "table_adaspec": ["adaspec_table"],
-}
+ALL = notebooks.names() + list(notebooks.STANDALONE)
 
 
-def test_notebook_list():
-  names = notebooks.names()
-  assert set(names) == set(EXPECTED) | {"zz_report"} and names[-1] == "zz_report"
-  for name in names:
-    nb = json.loads((notebooks.NOTEBOOK_DIR / f"{name}.ipynb").read_text())
-    tagged = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
-    assert len(tagged) == 1 and 'profile = "quick"' in "".join(tagged[0]["source"])
-    params = set(pm.inspect_notebook(str(notebooks.NOTEBOOK_DIR / f"{name}.ipynb")))  # papermill parses them all
-    assert params >= {"profile", "tasks", "seed", "run_dir", "out_dir"}, (name, params)
-    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), f"{name} has outputs"
+def test_one_notebook_per_figure_and_nothing_else():
+  assert notebooks.names() == [s.notebook for s in FIGURES.values()] + ["report"]
+  on_disk = {p.stem for p in notebooks.NOTEBOOK_DIR.glob("*.ipynb")}
+  assert on_disk == set(ALL) == {p.stem for p in notebooks.NOTEBOOK_DIR.glob("*.py")}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_script_and_ipynb_are_in_sync(name):
+  """The .py (what we edit and review) and the .ipynb (what Colab and papermill open) hold the same cells; fix a
+  failure with `make notebooks` (jupytext --sync)."""
+  script = jupytext.read(notebooks.NOTEBOOK_DIR / f"{name}.py")
+  ipynb = nbformat.read(notebooks.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+  cells = lambda nb: [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in nb.cells]
+  assert cells(script) == cells(ipynb), f"notebooks/{name}.py and .ipynb differ: run `make notebooks`"
+  assert all(not c.get("outputs") for c in ipynb.cells if c.cell_type == "code"), f"{name}.ipynb has outputs"
+
+
+@pytest.mark.parametrize("name", notebooks.names())
+def test_parameters_and_prose(name):
+  nb = json.loads((notebooks.NOTEBOOK_DIR / f"{name}.ipynb").read_text())
+  tagged = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+  assert len(tagged) == 1 and 'profile = "quick"' in "".join(tagged[0]["source"])
+  params = set(pm.inspect_notebook(str(notebooks.NOTEBOOK_DIR / f"{name}.ipynb")))  # papermill parses them all
+  assert params >= {"profile", "tasks", "seed", "run_dir", "out_dir"}, (name, params)
+  intro = "".join(nb["cells"][0]["source"])
+  assert nb["cells"][0]["cell_type"] == "markdown" and "colab.research.google.com" in intro and "arXiv" in intro
 
 
 def test_all_notebooks_smoke(tmp_path_factory):
@@ -42,10 +53,9 @@ def test_all_notebooks_smoke(tmp_path_factory):
     times = notebooks.run_all("smoke", out, run_dir=run_dir, progress=False, command="pytest")
   except RuntimeError as e:
     error, times = e, {}
-  missing = [f"{name}: {fig}.{ext}" for name, figs in EXPECTED.items() for fig in figs
-             for ext in ("csv", "png", "pdf") if not (out / f"{fig}.{ext}").is_file()
-             or (out / f"{fig}.{ext}").stat().st_size == 0]
-  missing += [f"fig3_alignment: fig3.{ext}" for ext in ("png", "pdf") if not (out / f"fig3.{ext}").is_file()]
+  want = [f"{p}.csv" for s in FIGURES.values() for p in s.panels]
+  want += [f"{s.name}.{ext}" for s in FIGURES.values() for ext in ("png", "pdf")]
+  missing = [f for f in want if not (out / f).is_file() or (out / f).stat().st_size == 0]
   assert not missing and error is None, f"{error!r}; missing: {missing}"
   f3a = pd.read_csv(out / "fig3a.csv")  # every curve starts at step 0 from the same SFT draft
   start = f3a[f3a.step == 0]
@@ -54,6 +64,7 @@ def test_all_notebooks_smoke(tmp_path_factory):
   report = (out / "REPORT.md").read_text()
   assert "profile: `smoke`" in report and "![" in report
   executed = Path(run_dir) / "smoke" / "notebooks"
-  assert sorted(p.stem for p in executed.glob("*.ipynb")) == notebooks.names()
-  test_notebook_list()  # the sources in notebooks/ are untouched (still without outputs)
+  assert sorted(p.stem for p in executed.glob("*.ipynb")) == sorted(notebooks.names())
+  for name in ALL:  # the sources in notebooks/ are untouched (still without outputs)
+    test_script_and_ipynb_are_in_sync(name)
   print("notebook times (s):", {k: round(v, 1) for k, v in times.items()})

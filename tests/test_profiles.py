@@ -6,9 +6,9 @@ import dataclasses
 import pytest
 
 from dsrepro import data
-from dsrepro.experiments import context_len
-from dsrepro.models import GARDEN, count_params, garden_config
-from dsrepro.profiles import PROFILES, get_profile
+from dsrepro.repro.artefacts import context_len
+from dsrepro.models.transformer import GARDEN, count_params, garden_config
+from dsrepro.repro.profiles import PROFILES, get_profile
 
 
 @pytest.mark.parametrize("name", list(PROFILES))

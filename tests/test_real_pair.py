@@ -11,7 +11,9 @@ import pytest
 import torch
 import transformers
 
-from dsrepro import data, notebooks, real_pair
+from dsrepro import data
+
+from dsrepro.repro import notebooks, real_pair
 from dsrepro.tokenizer import train_tokenizer
 
 

@@ -8,11 +8,11 @@ import pytest
 from flax import nnx
 from scipy import stats
 
-from dsrepro import speculative
-from dsrepro.decode import DecodeConfig, generate
-from dsrepro.models import ModelConfig, make_model
-from dsrepro.speculative import SpecConfig, speculative_generate
-from dsrepro.speculative_ref import model_dist_fn, speculative_sample_ref, standard_accept
+from dsrepro.sd import speculative
+from dsrepro.sd.decode import DecodeConfig, generate
+from dsrepro.models.transformer import ModelConfig, make_model
+from dsrepro.sd.speculative import SpecConfig, speculative_generate
+from dsrepro.sd.reference import model_dist_fn, speculative_sample_ref, standard_accept
 
 P_ALARM = 1e-3  # false-alarm rate of each goodness-of-fit test (over seeds); the seeds below are fixed
 

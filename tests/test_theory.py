@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from dsrepro import theory as th
+from dsrepro.sd import theory as th
 
 
 def _tokens_pmf(alpha, gamma):

@@ -1,0 +1,104 @@
+"""``REPORT.md`` from the CSVs that the figures wrote: for every figure of the registry (``repro.figures``) its
+plot, a short table of our key numbers and the paper's claims next to ours, each with a verdict computed from the
+data by the explicit rule shown beside it. Nothing of ours is hard-coded: a figure whose CSVs are missing is
+reported as "not run at this profile".
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dsrepro.repro import figure
+from dsrepro.repro.figures import FIGURES
+from dsrepro.runs import atomic_path
+
+__all__ = ["markdown_table", "claims", "claims_markdown", "hardware_string", "build_report"]
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+  """A pipe table (no tabulate dependency); floats with 3 significant digits."""
+  if df is None or df.empty:
+    return "_(empty)_\n"
+  fmt = lambda v: (f"{v:.3g}" if np.isfinite(v) else "nan") if isinstance(v, (float, np.floating)) else str(v)
+  lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+  lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+  return "\n".join(lines) + "\n"
+
+
+def load_all(out_dir) -> dict:
+  """{figure name: {panel: DataFrame or None}} for every registered figure."""
+  return {name: figure.load_tables(spec, out_dir) for name, spec in FIGURES.items()}
+
+
+def claims(tables: dict) -> list[figure.Claim]:
+  """Every claim of every figure, judged on ``tables`` ({figure name: {panel: DataFrame or None}})."""
+  return [c for name, spec in FIGURES.items() for c in spec.claims(tables[name])]
+
+
+def claims_markdown(rows: list[figure.Claim], with_figure: bool = True) -> str:
+  cols = ["figure"] * with_figure + ["claim", "paper", "ours", "verdict", "rule"]
+  return markdown_table(pd.DataFrame([{k: getattr(c, k) for k in cols} for c in rows], columns=cols))
+
+
+def hardware_string() -> str:
+  """Platform, CPU and JAX devices of this process."""
+  import jax
+  cpu = platform.processor() or platform.machine()
+  try:  # Linux: the CPU model name
+    cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+               if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  return (f"{platform.platform()}; CPU {cpu} x {os.cpu_count()}; jax {jax.__version__} "
+          f"{jax.default_backend()}: {', '.join(str(d) for d in jax.devices())}")
+
+
+def _ran(tables: dict) -> bool:
+  return any(df is not None for df in tables.values())
+
+
+def build_report(out_dir, profile_name: str, hardware: str | None = None, command: str | None = None) -> Path:
+  """Write ``<out_dir>/REPORT.md`` from the CSVs (and PNGs) in ``out_dir``; returns its path."""
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  tables = load_all(out)
+  cl = claims(tables)
+  verdicts = pd.Series([c.verdict for c in cl]).value_counts()
+  summaries = [s for name, spec in FIGURES.items() if spec.summary and _ran(tables[name])
+               for s in [spec.summary(tables[name])] if s]
+  lines = [
+      "# DistillSpec / AdaSPEC reproduction report", "",
+      f"- profile: `{profile_name}`",
+      f"- hardware: {hardware or hardware_string()}",
+      f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+      f"- command: `{command or f'dsrepro all --profile {profile_name}'}`", "",
+      "Our models are tiny and trained from scratch, so compare directions and ratios with the paper, not "
+      "absolute values. Verdicts are computed from the CSVs next to this file by the rules stated in each row.",
+      *[x for s in summaries for x in ("", s)], "", "## Claims", "",
+      "Summary: " + ", ".join(f"{k}: {v}" for k, v in verdicts.items()), "",
+      claims_markdown(cl)]
+  for name, spec in FIGURES.items():
+    lines += [f"## {spec.title}", "", f"_{spec.paper}_", ""]
+    t = tables[name]
+    if not _ran(t):
+      lines += [f"_{figure.NOT_RUN}_ (no {', '.join(f'`{p}.csv`' for p in spec.panels)})", ""]
+    else:
+      if (out / f"{name}.png").exists():
+        lines += [f"![{spec.title}]({name}.png)", ""]
+      lines += ["Data: " + ", ".join(f"[`{p}.csv`]({p}.csv)" for p in spec.panels if t[p] is not None), ""]
+      if all(df is not None for df in t.values()):
+        key = spec.key_numbers(t)
+        for df in key if isinstance(key, list) else [key]:
+          lines += [markdown_table(df)]
+    mine = spec.claims(t)
+    if mine:
+      lines += ["Claims:", "", claims_markdown(mine, with_figure=False)]
+  path = out / "REPORT.md"
+  with atomic_path(path) as tmp:
+    tmp.write_text("\n".join(lines))
+  return path
