@@ -48,12 +48,13 @@ alpaca "rougeL"; "none" for mbpp (we run no code) and the LM tasks (score them b
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from dsrepro.errors import ConfigError, DataError, DataNotFound, one_line
 
 __all__ = ["TaskSpec", "Example", "TASKS", "SPLITS", "METRICS", "load_task", "task_texts", "data_search_paths",
            "find_task_dir", "manifest", "check_task_files"]
@@ -91,25 +92,6 @@ TASKS: dict[str, TaskSpec] = {s.name: s for s in [
     TaskSpec("wikitext2", "wikitext2", ("valid.txt", "test.txt"), 128, 128, "none"),
 ]}
 
-# How one could rebuild a folder with HF `datasets` (only shown when `datasets` is importable).
-_HUB = {
-    "gsm8k": ('load_dataset("openai/gsm8k", "main")', "train/test -> train.jsonl/test.jsonl rows {question, answer}"),
-    "xsum": ('load_dataset("EdinburghNLP/xsum")',
-             "train/validation/test -> <split>.jsonl rows {document, summary, id}"),
-    "cnn_dailymail": ('load_dataset("abisee/cnn_dailymail", "3.0.0", split="test")',
-                      "-> test.jsonl rows {idx (0-based position), article, highlights}"),
-    "wmt14_en_de": ('load_dataset("wmt/wmt14", "de-en")',
-                    "train (a subset)/validation/test -> train_proxy.jsonl/validation.jsonl/test.jsonl rows "
-                    "{id, en, de} from each row's 'translation'"),
-    "lm1b": ('load_dataset("lm1b")', "one sentence per line -> dev.txt (prompt pool) and test.txt"),
-    "alpaca": ('load_dataset("tatsu-lab/alpaca")',
-               "a disjoint cut into train.jsonl/test.jsonl rows {instruction, input, output}"),
-    "mbpp": ('load_dataset("google-research-datasets/mbpp", "full")',
-             "train/validation/test -> <split>.jsonl rows {text, code, task_id, test_list, ...}"),
-    "wikitext2": ('load_dataset("Salesforce/wikitext", "wikitext-2-v1")',
-                  "validation/test 'text' column, one row per line -> valid.txt/test.txt"),
-}
-
 _GSM8K_PROMPT = ("Question: {q}\nAnswer the question step by step and end with 'The final answer is: N'.\n"
                  "Answer:")
 _SUMMARY_PROMPT = "Summarize the following article.\n{doc}\nSummary:"
@@ -127,7 +109,7 @@ _LM_MIN_WORDS, _LM_MIN_PROMPT = 6, 3
 
 def _spec(name: str) -> TaskSpec:
   if name not in TASKS:
-    raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
+    raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
   return TASKS[name]
 
 
@@ -136,13 +118,13 @@ def _repo_root() -> Path:
 
 
 def data_search_paths() -> list[Path]:
-  """Data roots, in search order: $DSREPRO_DATA (if set), ./data, ../shared/data (relative to the CWD), then
-  <repo>/data and <repo>/../shared/data (repo = the parent of the dsrepro package). Absolute, de-duplicated."""
-  cands = []
+  """Data roots, in search order: ./data, ../shared/data (relative to the CWD), then <repo>/data and
+  <repo>/../shared/data (repo = the parent of the dsrepro package); absolute, de-duplicated. If $DSREPRO_DATA is
+  set it is the ONLY root: an explicitly set path is used or rejected, never replaced by another."""
   if os.environ.get("DSREPRO_DATA"):
-    cands.append(Path(os.environ["DSREPRO_DATA"]).expanduser())
+    return [Path(os.environ["DSREPRO_DATA"]).expanduser().resolve()]
   cwd, repo = Path.cwd(), _repo_root()
-  cands += [cwd / "data", cwd / ".." / "shared" / "data", repo / "data", repo / ".." / "shared" / "data"]
+  cands = [cwd / "data", cwd / ".." / "shared" / "data", repo / "data", repo / ".." / "shared" / "data"]
   out = []
   for p in cands:
     p = p.resolve()
@@ -155,29 +137,47 @@ def _has_files(d: Path, files: Sequence[str]) -> bool:
   return all((d / f).is_file() for f in files)
 
 
-def _datasets_available() -> bool:
-  return importlib.util.find_spec("datasets") is not None
-
-
 def find_task_dir(task: str, search_paths: Sequence[str | Path] | None = None) -> Path:
   """First ``<path>/<folder>`` (over ``search_paths``, default :func:`data_search_paths`) holding all the task's files.
 
-  Raises FileNotFoundError naming the task, every path searched and the files expected (plus, if `datasets` is
-  importable, how one could fetch and convert the data)."""
+  With the default search, a task found nowhere is fetched from the hub with `datasets` into :func:`fetch_root`
+  when that is possible (``dsrepro.hub.try_fetch_task``: the extra ``pip install dsrepro[data]``, a network,
+  and neither ``HF_DATASETS_OFFLINE`` nor ``DSREPRO_FETCH=0``). Otherwise raises :class:`DataNotFound` (a
+  FileNotFoundError) naming the task, every path searched, the files expected and why nothing was fetched."""
   spec = _spec(task)
+  env = search_paths is None and os.environ.get("DSREPRO_DATA")
   paths = data_search_paths() if search_paths is None else [Path(p).expanduser().resolve() for p in search_paths]
   for p in paths:
     if _has_files(p / spec.folder, spec.files):
       return p / spec.folder
-  searched = "\n".join(f"  {p / spec.folder}" for p in paths) or "  (no search paths given)"
-  msg = (f"no data for task {task!r}: expected files {list(spec.files)} in a folder '{spec.folder}/' under one of "
-         f"these data roots, searched in order:\n{searched}\n"
-         f"Set $DSREPRO_DATA to a data root (the folder holding '{spec.folder}/') or pass data_dir.")
-  if _datasets_available():
-    call, how = _HUB[task]
-    msg += (f"\nHint: `datasets` is installed; one could fetch the data with datasets.{call} and write {how} "
-            f"into <root>/{spec.folder}/.")
-  raise FileNotFoundError(msg)
+  missing = lambda d: ("missing " + ", ".join(f for f in spec.files if not (d / f).is_file()) if d.is_dir()
+                       else "no such directory")
+  searched = "; ".join(f"{p / spec.folder} ({missing(p / spec.folder)})" for p in paths) or "(no paths)"
+  if env:
+    fix = (f"put the files in {paths[0] / spec.folder}/, point DSREPRO_DATA at the data root holding "
+           f"'{spec.folder}/', or unset DSREPRO_DATA to search ./data, ../shared/data and <repo>/data")
+    msg = (f"no data for task {task!r} under DSREPRO_DATA={env!r}: expected files {list(spec.files)} in "
+           f"{searched}; {fix}")
+  else:
+    msg = (f"no data for task {task!r}: expected files {list(spec.files)} in a folder '{spec.folder}/' under a "
+           f"data root; searched in order: {searched}; set $DSREPRO_DATA to the data root holding "
+           f"'{spec.folder}/' or pass data_dir")
+  if search_paths is None:  # the default search: fetch it with `datasets` when that is possible (dsrepro.hub)
+    from dsrepro import hub
+    fetched = hub.try_fetch_task(task, fetch_root())
+    if fetched.path is not None:
+      return fetched.path
+    msg += f"; {fetched.reason}"
+  raise DataNotFound(msg)
+
+
+def fetch_root() -> Path:
+  """Where a task fetched from the hub is written: ``$DSREPRO_DATA`` if set, else ``<repo>/data`` in a source
+  checkout (git ignores the task folders there), else ``./data``."""
+  if os.environ.get("DSREPRO_DATA"):
+    return Path(os.environ["DSREPRO_DATA"]).expanduser().resolve()
+  repo = _repo_root()
+  return repo / "data" if (repo / "pyproject.toml").is_file() else Path.cwd() / "data"
 
 
 def _task_dir(spec: TaskSpec, data_dir: str | Path | None) -> Path:
@@ -218,28 +218,72 @@ def check_task_files(task: str, task_dir: str | Path | None = None) -> list[str]
   return out
 
 
-def _jsonl(path: Path) -> list[dict]:
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+class _Row(dict):
+  """One JSONL record; ``where`` is "<file>, line <n>" for error messages."""
+  where: str
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list of strings"}
+_FIX = "fix or remove that line (the expected fields are listed in dsrepro/data.py)"
+
+
+def _read_text(path: Path) -> str:
+  try:
+    return path.read_text(encoding="utf-8")
+  except UnicodeDecodeError as e:
+    line = path.read_bytes()[:e.start].count(b"\n") + 1
+    raise DataError(f"{path}, line {line}: not UTF-8 text ({e.reason} at byte {e.start}); re-export the file as "
+                    "UTF-8") from None
+
+
+def _jsonl(path: Path, **fields) -> list[_Row]:
+  """The records of a JSONL file, each checked to be an object holding ``fields`` (name -> type: str, int, list of
+  str, or None for any JSON value); a bad line raises DataError naming the file, line number and field."""
+  rows = []
+  for n, line in enumerate(_read_text(path).split("\n"), 1):
+    if not line.strip():
+      continue
+    where = f"{path}, line {n}"
+    try:
+      r = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); {_FIX}") from None
+    if not isinstance(r, dict):
+      raise DataError(f"{where}: expected a JSON object with fields {sorted(fields)}, got {type(r).__name__}; "
+                      f"{_FIX}")
+    for name, typ in fields.items():
+      if name not in r:
+        raise DataError(f"{where}: missing field {name!r} (expected fields {sorted(fields)}, found "
+                        f"{sorted(r)}); {_FIX}")
+      v = r[name]
+      bad = typ is not None and (not isinstance(v, typ) or isinstance(v, bool) or
+                                 (typ is list and not all(isinstance(x, str) for x in v)))
+      if bad:
+        raise DataError(f"{where}: field {name!r} must be {_TYPE_NAMES[typ]}, got {one_line(repr(v))[:80]}; "
+                        f"{_FIX}")
+    row = _Row(r)
+    row.where = where
+    rows.append(row)
+  return rows
 
 
 def _lines(path: Path) -> list[str]:
-  with open(path, encoding="utf-8") as f:
-    return f.read().split("\n")
+  return _read_text(path).split("\n")
 
 
-def _gsm8k_target(answer: str) -> str:
+def _gsm8k_target(answer: str, where: str = "GSM8K") -> str:
   lines = re.sub(r"<<.*?>>", "", answer).strip().split("\n")
   m = re.fullmatch(r"####\s*(.+?)\s*", lines[-1])
   if not m:
-    raise ValueError(f"GSM8K answer does not end with '#### N': {answer[-80:]!r}")
+    raise DataError(f"{where}: field 'answer' does not end with '#### N' (got ...{one_line(repr(answer[-60:]))}); "
+                    f"{_FIX}")
   return " " + "\n".join(lines[:-1] + [f"The final answer is: {m.group(1).replace(',', '')}"])
 
 
 def _gsm8k(d: Path, split: str) -> list[Example]:
   stem = "test" if split == "test" else "train"
-  rows = [Example(_GSM8K_PROMPT.format(q=r["question"]), _gsm8k_target(r["answer"]), f"{stem}-{i}")
-          for i, r in enumerate(_jsonl(d / f"{stem}.jsonl"))]
+  rows = [Example(_GSM8K_PROMPT.format(q=r["question"]), _gsm8k_target(r["answer"], r.where), f"{stem}-{i}")
+          for i, r in enumerate(_jsonl(d / f"{stem}.jsonl", question=str, answer=str))]
   if split == "test":
     return rows
   return rows[-_GSM8K_VAL:] if split == "validation" else rows[:-_GSM8K_VAL]
@@ -247,19 +291,21 @@ def _gsm8k(d: Path, split: str) -> list[Example]:
 
 def _xsum(d: Path, split: str) -> list[Example]:
   return [Example(_SUMMARY_PROMPT.format(doc=r["document"]), " " + r["summary"], str(r["id"]))
-          for r in _jsonl(d / f"{split}.jsonl")]
+          for r in _jsonl(d / f"{split}.jsonl", document=str, summary=str, id=None)]
 
 
 def _cnn_dailymail(d: Path, split: str) -> list[Example]:
   keep = {"train": lambda i: i >= _CNN_TRAIN_FROM, "validation": lambda i: i < _CNN_VAL_BELOW,
           "test": lambda i: _CNN_VAL_BELOW <= i < _CNN_TRAIN_FROM}[split]
   return [Example(_SUMMARY_PROMPT.format(doc=r["article"]), " " + " ".join(r["highlights"].split("\n")),
-                  str(r["idx"])) for r in _jsonl(d / "test.jsonl") if keep(r["idx"])]
+                  str(r["idx"])) for r in _jsonl(d / "test.jsonl", idx=int, article=str, highlights=str)
+          if keep(r["idx"])]
 
 
 def _wmt14_en_de(d: Path, split: str) -> list[Example]:
   stem = "train_proxy" if split == "train" else split
-  return [Example(_WMT_PROMPT.format(en=r["en"]), " " + r["de"], str(r["id"])) for r in _jsonl(d / f"{stem}.jsonl")]
+  return [Example(_WMT_PROMPT.format(en=r["en"]), " " + r["de"], str(r["id"]))
+          for r in _jsonl(d / f"{stem}.jsonl", id=None, en=str, de=str)]
 
 
 def _alpaca_prompt(r: dict) -> str:
@@ -270,7 +316,7 @@ def _alpaca_prompt(r: dict) -> str:
 
 def _alpaca(d: Path, split: str) -> list[Example]:
   stem = "test" if split == "test" else "train"
-  rows = list(enumerate(_jsonl(d / f"{stem}.jsonl")))
+  rows = list(enumerate(_jsonl(d / f"{stem}.jsonl", instruction=str, input=str, output=str)))
   if split != "test":
     rows = rows[-_ALPACA_VAL:] if split == "validation" else rows[:-_ALPACA_VAL]
   return [Example(_alpaca_prompt(r), " " + r["output"], f"{stem}-{i}") for i, r in rows if r["output"].strip()]
@@ -278,7 +324,7 @@ def _alpaca(d: Path, split: str) -> list[Example]:
 
 def _mbpp(d: Path, split: str) -> list[Example]:
   out = []
-  for r in _jsonl(d / f"{split}.jsonl"):
+  for r in _jsonl(d / f"{split}.jsonl", text=str, code=str, test_list=list, task_id=None):
     prompt = _MBPP_PROMPT.format(text=r["text"], tests="\n".join(r["test_list"]))
     out.append(Example(_newlines(prompt), " " + _newlines(r["code"]), str(r["task_id"])))
   return out
@@ -324,9 +370,9 @@ def load_task(name: str, split: str, limit: int | None = None,
   :func:`data_search_paths`."""
   spec = _spec(name)
   if split not in SPLITS:
-    raise ValueError(f"unknown split {split!r} for task {name!r}; splits: {list(SPLITS)}")
+    raise ConfigError(f"unknown split {split!r} for task {name!r}; splits: {', '.join(SPLITS)}")
   if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-    raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
+    raise ConfigError(f"limit must be None or an int >= 0, got {limit!r}")
   rows = _LOADERS[name](_task_dir(spec, data_dir), split)
   return rows if limit is None else rows[:limit]
 

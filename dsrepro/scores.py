@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-__all__ = ["extract_final_number", "gsm8k_accuracy", "rouge", "bleu", "TASK_METRICS", "task_score"]
+__all__ = ["extract_final_number", "gsm8k_accuracy", "rouge", "bleu", "TASK_METRICS", "task_score", "per_example"]
 
 _NUM = r"-?\$?\s?-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 _FINAL = re.compile(r"the final answer is\s*:?\s*(" + _NUM + ")", re.IGNORECASE)
@@ -98,4 +98,21 @@ def task_score(metric_name, preds, refs):
     return bleu(preds, refs)
   if metric_name == "none":
     return math.nan
+  raise ValueError(f"unknown task metric {metric_name!r}; known: {', '.join(TASK_METRICS)}")
+
+
+def per_example(metric_name, preds, refs) -> np.ndarray:
+  """The task score of each prediction on the 0-100 scale, for intervals over prompts: GSM8K accuracy (0 or 100)
+  and ROUGE F1 per pair (their means are ``task_score``); BLEU is a corpus statistic and "none" has no score, so
+  both give nan per example."""
+  preds, refs = _check_lists(preds, refs) if metric_name != "none" else (list(preds), list(refs))
+  if metric_name == "accuracy":
+    return np.array([100.0 * _same_number(extract_final_number(p), extract_final_number(r))
+                     for p, r in zip(preds, refs)])
+  if metric_name in ("rouge1", "rouge2", "rougeL"):
+    from rouge_score import rouge_scorer
+    scorer = rouge_scorer.RougeScorer([metric_name], use_stemmer=True)
+    return np.array([100.0 * scorer.score(r, p)[metric_name].fmeasure for p, r in zip(preds, refs)])
+  if metric_name in ("bleu", "none"):
+    return np.full(len(preds), np.nan)
   raise ValueError(f"unknown task metric {metric_name!r}; known: {', '.join(TASK_METRICS)}")

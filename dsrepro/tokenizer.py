@@ -23,6 +23,8 @@ from flax import struct
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from dsrepro.errors import ConfigError, DamagedArtefact, DataNotFound, one_line
+
 __all__ = ["SPECIAL_TOKENS", "train_tokenizer", "save_tokenizer", "load_tokenizer", "ensure_specials",
            "check_same_vocab", "Encoded", "encode_examples", "encode_prompts", "decode_until_eos"]
 
@@ -33,9 +35,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency:
   """Byte-level BPE trained on ``texts``; deterministic for the same texts. ``vocab_size`` counts the 256 byte
   tokens and the 3 special tokens, so it must be at least 259."""
   if vocab_size < 256 + len(SPECIAL_TOKENS):
-    raise ValueError(f"vocab_size must be >= {256 + len(SPECIAL_TOKENS)} (bytes + specials), got {vocab_size}")
+    raise ConfigError(f"vocab_size must be >= {256 + len(SPECIAL_TOKENS)} (bytes + specials), got {vocab_size}")
   if min_frequency < 1:
-    raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
+    raise ConfigError(f"min_frequency must be >= 1, got {min_frequency}")
   tok = Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = decoders.ByteLevel()
@@ -59,14 +61,21 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
   """Loads one of ours or any local HF tokenizer directory (no hub access). Missing pad / bos fall back to eos."""
   path = Path(path)
   if not path.is_dir():
-    raise FileNotFoundError(f"tokenizer directory not found: {str(path.resolve())!r}")
-  return ensure_specials(AutoTokenizer.from_pretrained(str(path), local_files_only=True), path)
+    raise DataNotFound(f"tokenizer directory not found: {str(path.resolve())!r}; pass the folder written by "
+                       "save_tokenizer / save_pretrained")
+  try:
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+  except Exception as e:  # noqa: BLE001 -- tokenizers / transformers raise many types for a damaged file
+    raise DamagedArtefact(path, f"cannot be loaded as a tokenizer ({type(e).__name__}: {one_line(e)[:200]})",
+                          f"restore or re-save the tokenizer files in {path} (a cached tokenizer under runs/: "
+                          "delete its run directory and rerun)") from e
+  return ensure_specials(tok, path)
 
 
 def ensure_specials(tok, where) -> PreTrainedTokenizerFast:
   """Require an eos token; a missing pad or bos falls back to eos (masks are built from positions, not ids)."""
   if tok.eos_token is None:
-    raise ValueError(f"tokenizer at {str(where)!r} has no eos token")
+    raise ConfigError(f"tokenizer at {str(where)!r} has no eos token")
   if tok.pad_token is None:
     tok.pad_token = tok.eos_token
   if tok.bos_token is None:
@@ -79,10 +88,10 @@ def check_same_vocab(tok_a, tok_b, names: tuple[str, str] = ("target", "draft"))
   va, vb = tok_a.get_vocab(), tok_b.get_vocab()
   na, nb = names
   if len(va) != len(vb):
-    raise ValueError(f"vocabularies differ: {na} has {len(va)} tokens, {nb} has {len(vb)}")
+    raise ConfigError(f"vocabularies differ: {na} has {len(va)} tokens, {nb} has {len(vb)}")
   if va != vb:
     tok = next(t for t, _ in sorted(va.items(), key=lambda kv: kv[1]) if vb.get(t) != va[t])
-    raise ValueError(f"vocabularies differ (both {len(va)} tokens): {na} maps {tok!r} to {va[tok]}, {nb} maps it "
+    raise ConfigError(f"vocabularies differ (both {len(va)} tokens): {na} maps {tok!r} to {va[tok]}, {nb} maps it "
                      f"to {vb.get(tok)}")
 
 
@@ -98,7 +107,7 @@ class Encoded:
 def _special_id(tok, attr: str) -> int:
   i = getattr(tok, f"{attr}_token_id")
   if i is None:
-    raise ValueError(f"tokenizer has no {attr} token (use load_tokenizer, which falls back to eos)")
+    raise ConfigError(f"tokenizer has no {attr} token (use load_tokenizer, which falls back to eos)")
   return int(i)
 
 
@@ -111,35 +120,42 @@ def _encode(tok, texts: Sequence[str]) -> list[list[int]]:
 def _width(need: int, pad_to: int | None, pad_multiple: int) -> int:
   if pad_to is not None:
     if pad_to < need:
-      raise ValueError(f"pad_to={pad_to} is shorter than the longest row ({need} tokens)")
+      raise ConfigError(f"pad_to={pad_to} is shorter than the longest row ({need} tokens)")
     return pad_to
   if pad_multiple < 1:
-    raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}")
+    raise ConfigError(f"pad_multiple must be >= 1, got {pad_multiple}")
   return max(pad_multiple, math.ceil(need / pad_multiple) * pad_multiple)
 
 
 def _check_len(name: str, n: int) -> None:
   if n < 1:
-    raise ValueError(f"{name} must be >= 1, got {n}")
+    raise ConfigError(f"{name} must be >= 1, got {n}")
+
+
+PROMPT_TAIL = 8  # tokens kept from the END of a cut prompt: its answer marker ("\nSummary:", "\nAnswer:", ...)
 
 
 def _prompt_rows(tok, prompts: Sequence[str], max_prompt_len: int) -> list[list[int]]:
-  """[bos] + the last max_prompt_len - 1 prompt tokens (left truncation)."""
+  """[bos] + the prompt, cut in the MIDDLE when longer than max_prompt_len - 1 tokens: its head (the instruction
+  and the start of the document, where a news article puts what its summary says) and its last ``PROMPT_TAIL``
+  tokens (the answer marker the model continues from) are kept."""
   bos, keep = _special_id(tok, "bos"), max_prompt_len - 1
-  return [[bos] + (ids[max(0, len(ids) - keep):] if keep else []) for ids in _encode(tok, prompts)]
+  tail = min(PROMPT_TAIL, keep // 2)
+  return [[bos] + (ids if len(ids) <= keep else ids[:keep - tail] + (ids[-tail:] if tail else []))
+          for ids in _encode(tok, prompts)]
 
 
 def encode_examples(tok, examples: Sequence, max_prompt_len: int, max_target_len: int, pad_to: int | None = None,
                     pad_multiple: int = 8) -> Encoded:
   """Encodes objects with ``.prompt`` and ``.target`` (e.g. data.Example) into an :class:`Encoded` batch.
 
-  The prompt (bos counted) is truncated from the left to ``max_prompt_len`` tokens; target + eos is truncated from
+  The prompt (bos counted) is cut in the middle to ``max_prompt_len`` tokens (``_prompt_rows``); target + eos is cut from
   the right to ``max_target_len`` (so a cut target has no eos). L = ``pad_to`` if given, else the longest row rounded
   up to a multiple of ``pad_multiple`` (fewer distinct shapes, fewer jit recompiles)."""
   _check_len("max_prompt_len", max_prompt_len)
   _check_len("max_target_len", max_target_len)
   if not examples:
-    raise ValueError("encode_examples got no examples")
+    raise ConfigError("encode_examples got no examples")
   eos = _special_id(tok, "eos")
   prompts = _prompt_rows(tok, [e.prompt for e in examples], max_prompt_len)
   targets = [(ids + [eos])[:max_target_len] for ids in _encode(tok, [e.target for e in examples])]
@@ -157,10 +173,11 @@ def encode_examples(tok, examples: Sequence, max_prompt_len: int, max_target_len
 
 def encode_prompts(tok, prompts: Sequence[str], max_prompt_len: int, pad_to: int | None = None,
                    pad_multiple: int = 8) -> tuple[np.ndarray, np.ndarray]:
-  """``(tokens_NxP, prompt_len_N)``: ``[bos] + prompt`` left-truncated to ``max_prompt_len``, right-padded, int32."""
+  """``(tokens_NxP, prompt_len_N)``: ``[bos] + prompt`` cut in the middle to ``max_prompt_len`` (head + answer
+  marker, ``_prompt_rows``), right-padded, int32."""
   _check_len("max_prompt_len", max_prompt_len)
   if isinstance(prompts, str) or not prompts:
-    raise ValueError(f"encode_prompts needs a non-empty sequence of strings, got {prompts!r}")
+    raise ConfigError(f"encode_prompts needs a non-empty sequence of strings, got {prompts!r}")
   rows = _prompt_rows(tok, prompts, max_prompt_len)
   P = _width(max(map(len, rows)), pad_to, pad_multiple)
   tokens = np.full((len(rows), P), _special_id(tok, "pad"), np.int32)

@@ -9,9 +9,14 @@
 
 Choices:
 - Functional step: ``nnx.split`` the model into (graphdef, params, rest); a ``jax.jit`` function carries params and
-  the optax state, both DONATED (updated in place: one copy of each in memory, not two). Data parallel over a 1-D ``Mesh`` of all devices with axis "data": batch arrays are sharded
-  along axis 0, params / optimizer state / frozen state replicated; XLA inserts the gradient all-reduce because
-  the loss is a mean over the global batch.
+  the optax state, both DONATED (updated in place: one copy of each in memory, not two). Batch arrays are split
+  along axis 0 over every device of the ``mesh``; XLA inserts the gradient reduction because the loss is a mean
+  over the global batch. The default mesh (``make_mesh()``: all devices on "data", fsdp size 1) replicates params /
+  optimizer state / frozen state (data parallel). A ``dsrepro.sharding.make_mesh(fsdp=k)`` mesh splits them over its "fsdp" axis
+  (FSDP: each array along its largest dimension divisible by k, small ones replicated; ``sharding.ShardingRules``),
+  the step's outputs pinned to the same split; optimizer state is created directly in its split
+  (``jax.jit(tx.init, out_shardings=...)``) and checkpoints restore into it. Several processes (hosts) run the
+  same loop on the global mesh after ``sharding.initialize_distributed()``.
 - Resume is exact: a checkpoint holds params, optimizer state and the step; the batch for step s depends only on
   (seed, s, model at step s); the jitted program is the same. So the parameters after N steps are bit-identical
   whether or not the run was interrupted. On resume, metric records past the restored step are dropped (they are
@@ -43,11 +48,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from dsrepro import runs
+from dsrepro.errors import ConfigError, check_int, check_real
+from dsrepro import sharding as sharding_lib
 from dsrepro.keys import named_key
+from dsrepro.sharding import ShardingRules, make_mesh
 from dsrepro.models.transformer import ModelConfig, Transformer, make_model, next_token
 
 __all__ = ["TrainConfig", "with_steps", "make_schedule", "make_optimizer", "make_mesh", "shard_batch", "train_loop",
-           "sft_loss", "token_ce", "eval_loss", "epoch_indices", "sft_batch_fn", "train_sft"]
+           "lower_train_step", "sft_loss", "token_ce", "eval_loss", "epoch_indices", "sft_batch_fn", "train_sft"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,18 +75,18 @@ class TrainConfig:
   eval_every: int = 0
 
   def __post_init__(self):
+    """Types and ranges, checked once when the config is built (errors.ConfigError, a ValueError)."""
     for name in ("steps", "batch_size"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-    for name in ("warmup_steps", "ckpt_every", "log_every", "eval_every", "weight_decay", "clip_norm"):
-      if getattr(self, name) < 0:
-        raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-    if not self.learning_rate > 0:
-      raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+      check_int(f"TrainConfig.{name}", getattr(self, name), 1)
+    for name in ("warmup_steps", "ckpt_every", "log_every", "eval_every", "seed"):
+      check_int(f"TrainConfig.{name}", getattr(self, name), 0)
+    for name in ("weight_decay", "clip_norm"):
+      check_real(f"TrainConfig.{name}", getattr(self, name), 0.0)
+    check_real("TrainConfig.learning_rate", self.learning_rate, 0.0, lo_open=True)
     if self.optimizer not in ("adafactor", "adamw"):
-      raise ValueError(f"TrainConfig.optimizer={self.optimizer!r}; expected 'adafactor' or 'adamw'")
+      raise ConfigError(f"TrainConfig.optimizer={self.optimizer!r}; expected 'adafactor' or 'adamw'")
     if self.schedule not in ("cosine", "constant"):
-      raise ValueError(f"TrainConfig.schedule={self.schedule!r}; expected 'cosine' or 'constant'")
+      raise ConfigError(f"TrainConfig.schedule={self.schedule!r}; expected 'cosine' or 'constant'")
 
 
 def with_steps(cfg: TrainConfig, steps: int, **overrides) -> TrainConfig:
@@ -118,21 +126,10 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt) if cfg.clip_norm else opt
 
 
-def make_mesh(devices=None) -> Mesh:
-  """1-D mesh with axis "data" over ``devices`` (default: all of jax.devices())."""
-  return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",))
-
-
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
-  """Place every array of ``batch`` on ``mesh``, split along axis 0; the batch must divide by the device count."""
-  n = mesh.size
-  out = {}
-  for k, v in batch.items():
-    if np.ndim(v) == 0 or np.shape(v)[0] % n:
-      raise ValueError(f"batch[{k!r}] has shape {np.shape(v)}: leading (batch) size not divisible by the "
-                       f"{n} devices of the mesh")
-    out[k] = jax.device_put(v, NamedSharding(mesh, P("data")))
-  return out
+  """Place every array of ``batch`` on ``mesh``, split along axis 0 over all its devices; the batch must divide by
+  the device count. With several processes each hands JAX only its own rows (``sharding.global_batch``)."""
+  return sharding_lib.global_batch(batch, mesh)
 
 
 def _split_frozen(frozen: dict):
@@ -146,9 +143,10 @@ def _split_frozen(frozen: dict):
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_step(graphdef, loss_fn, cfg: TrainConfig, frozen_defs: tuple, mesh: Mesh):
+def _compiled_step(graphdef, loss_fn, cfg: TrainConfig, frozen_defs: tuple, mesh: Mesh, rules: ShardingRules):
   """The jitted train step, cached so repeated train_loop calls in one process compile once."""
   tx, frozen_defs = make_optimizer(cfg), dict(frozen_defs)
+  replicated = NamedSharding(mesh, P())
 
   def step(params, rest, opt_state, batch, frozen_states):
     frozen = {k: nnx.merge(frozen_defs[k], s) if k in frozen_defs else s for k, s in frozen_states.items()}
@@ -158,19 +156,49 @@ def _compiled_step(graphdef, loss_fn, cfg: TrainConfig, frozen_defs: tuple, mesh
 
     (loss, aux), grads = jax.value_and_grad(f, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, aux, optax.tree.norm(grads)
+    params = optax.apply_updates(params, updates)
+    # outputs split like the inputs (all replicated on a mesh without an "fsdp" axis)
+    params, opt_state = sharding_lib.constrain((params, opt_state), mesh, rules)
+    scalars = jax.lax.with_sharding_constraint((loss, aux, optax.tree.norm(grads)), replicated)
+    return (params, opt_state) + scalars
 
   # params and opt_state are donated: the step's outputs reuse their buffers (on an accelerator they would
   # otherwise be held twice). train_loop owns private copies of both, so nothing else sees them invalidated.
-  return jax.jit(step, out_shardings=NamedSharding(mesh, P()), donate_argnums=(0, 2))
+  return jax.jit(step, donate_argnums=(0, 2))
+
+
+def lower_train_step(model: nnx.Module, loss_fn: Callable, cfg: TrainConfig, batch: dict, mesh: Mesh, *,
+                     frozen: dict | None = None, rules: ShardingRules = ShardingRules()) -> jax.stages.Lowered:
+  """train_loop's step lowered at ABSTRACT inputs placed as train_loop places them: nothing is allocated, so
+  ``model`` and the ``frozen`` models may come from ``nnx.eval_shape`` and ``batch`` may hold
+  ``jax.ShapeDtypeStruct``s of the GLOBAL batch. ``.compile()`` gives ``memory_analysis()`` (per device) and
+  ``cost_analysis()``; ``.cost_analysis()`` of the lowered program counts the global FLOPs."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tx = make_optimizer(cfg)
+  frozen_defs, frozen_states = _split_frozen(frozen or {})
+  shardings = lambda tree: sharding_lib.tree_shardings(tree, mesh, rules)
+  opt_state = jax.eval_shape(tx.init, params)
+  replicated = NamedSharding(mesh, P())
+  args = (runs.abstract_like(params, shardings(params)), runs.abstract_like(rest, replicated),
+          runs.abstract_like(opt_state, shardings(opt_state)),
+          {k: jax.ShapeDtypeStruct(np.shape(v), v.dtype, sharding=sharding_lib.batch_sharding(mesh))
+           for k, v in batch.items()},
+          runs.abstract_like(frozen_states, shardings(frozen_states)))
+  step = _compiled_step(graphdef, loss_fn, cfg, tuple(sorted(frozen_defs.items())), mesh, rules)
+  return step.lower(*args)
+
+
+def _restore(store: runs.CheckpointStore, step: int, params, opt_state, shardings: dict):
+  """store.restore with one sharding PER ARRAY (``shardings`` = {"params": tree, "opt_state": tree, "step": the
+  replicated sharding}): FSDP state comes back split as train_loop placed it, each device reading its shards."""
+  return store.restore(step, params, opt_state, shardings)
 
 
 def _truncate_metrics(path: Path, step: int) -> float:
   """Keep records with step <= ``step`` (atomically); returns the last kept record's elapsed seconds."""
   if not path.exists():
     return 0.0
-  recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  keep = [r for r in recs if r["step"] <= step]
+  keep = [r for r in runs.read_metrics(path.parent) if r["step"] <= step]  # a cut-off last line is dropped
   with runs.atomic_path(path) as tmp:
     tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
   return keep[-1]["elapsed"] if keep else 0.0
@@ -178,15 +206,17 @@ def _truncate_metrics(path: Path, step: int) -> float:
 
 def train_loop(model: nnx.Module, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig,
                run_dir: str | os.PathLike, *, eval_fn: Callable | None = None, frozen: dict | None = None,
-               desc: str = "train", mesh: Mesh | None = None, stop_after: int | None = None) -> nnx.Module:
+               desc: str = "train", mesh: Mesh | None = None, stop_after: int | None = None,
+               rules: ShardingRules = ShardingRules()) -> nnx.Module:
   """Train ``model`` in place for cfg.steps updates, checkpointing and logging under run_dir; returns it.
 
   If run_dir is DONE, the final params are loaded into ``model`` and nothing is trained (batch_fn is never
   called). If run_dir holds a checkpoint, training continues from it. ``stop_after=k`` returns right after update
   k as if the process had been killed there (no extra checkpoint, no DONE): for testing resumption.
   ``eval_fn(model) -> dict`` runs every cfg.eval_every updates and at the end; its results join that step's record.
-  ``mesh`` defaults to make_mesh() (all devices). Only nnx.Param state is trained and checkpointed; any other
-  state of the model (none in Transformer) is passed through unchanged.
+  ``mesh`` defaults to make_mesh() (all devices, data parallel); ``sharding.make_mesh(fsdp=k)`` splits params,
+  optimizer state and ``frozen`` models over k devices by ``rules`` (see the module doc). Only nnx.Param state is
+  trained and checkpointed; any other state of the model (none in Transformer) is passed through unchanged.
   """
   run_dir = Path(run_dir)
   mesh = make_mesh() if mesh is None else mesh
@@ -197,20 +227,23 @@ def train_loop(model: nnx.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
     nnx.update(model, nnx.state(runs.load_params(run_dir, model), nnx.Param))
     return model
   run_dir.mkdir(parents=True, exist_ok=True)
-  if isinstance(model, Transformer):
+  main = jax.process_index() == 0  # with several processes, one writes the small files; all write checkpoints
+  if main and isinstance(model, Transformer):
     runs.write_json(run_dir / runs.MODEL_CONFIG, model.cfg)
-  runs.write_json(run_dir / "train_config.json", cfg)
+  if main:
+    runs.write_json(run_dir / "train_config.json", cfg)
 
   replicated = NamedSharding(mesh, P())
   tx = make_optimizer(cfg)
   # private copies (may_alias=False): the step donates them, and the caller's model (e.g. an nnx.clone of a
   # cached SFT draft, which shares its buffers) must stay valid
-  params = jax.device_put(params, replicated, may_alias=False)
+  params = sharding_lib.shard(params, mesh, rules, may_alias=False)
   rest = jax.device_put(rest, replicated)
-  opt_state = jax.device_put(tx.init(params), replicated, may_alias=False)
+  opt_shardings = sharding_lib.tree_shardings(jax.eval_shape(tx.init, params), mesh, rules)
+  opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)  # created split, never whole on one device
   frozen_defs, frozen_states = _split_frozen(frozen or {})
-  frozen_states = jax.device_put(frozen_states, replicated)
-  step_fn = _compiled_step(graphdef, loss_fn, cfg, tuple(sorted(frozen_defs.items())), mesh)
+  frozen_states = sharding_lib.shard(frozen_states, mesh, rules)  # a teacher placed by shard_model stays as is
+  step_fn = _compiled_step(graphdef, loss_fn, cfg, tuple(sorted(frozen_defs.items())), mesh, rules)
   schedule = make_schedule(cfg)
   batch_root = named_key(cfg.seed, "batch")
   metrics_path = run_dir / runs.METRICS
@@ -219,14 +252,15 @@ def train_loop(model: nnx.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
   try:
     step = store.latest_step() or 0
     if step:
-      params, opt_state, step = store.restore(step, params, opt_state, replicated)
+      params, opt_state, step = _restore(store, step, params, opt_state, {
+          "params": sharding_lib.tree_shardings(params, mesh, rules), "opt_state": opt_shardings, "step": replicated})
     if step > cfg.steps:
       raise ValueError(f"checkpoint in {run_dir} is at step {step}, past cfg.steps={cfg.steps}")
-    elapsed0, t0 = _truncate_metrics(metrics_path, step), time.perf_counter()
+    elapsed0, t0 = _truncate_metrics(metrics_path, step) if main else 0.0, time.perf_counter()
     nnx.update(model, params)
     record: dict[str, Any] = {}
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, dynamic_ncols=True, leave=False)
-    with open(metrics_path, "a") as log:
+    with open(metrics_path if main else os.devnull, "a") as log:
       while step < cfg.steps:
         batch = shard_batch(batch_fn(step, model, jax.random.fold_in(batch_root, step)), mesh)
         params, opt_state, loss, aux, grad_norm = step_fn(params, rest, opt_state, batch, frozen_states)
@@ -252,7 +286,9 @@ def train_loop(model: nnx.Module, loss_fn: Callable, batch_fn: Callable, cfg: Tr
   finally:
     store.close()
   runs.save_params(run_dir, model)
-  runs.mark_done(run_dir, record or _last_record(metrics_path))
+  if main:
+    runs.mark_done(run_dir, record or _last_record(metrics_path))
+  sharding_lib.barrier(f"done {run_dir}")  # no process goes on before DONE exists
   return model
 
 

@@ -45,12 +45,13 @@ tasks = ""
 seed = 0
 # run_dir: artefact cache root; empty = the default runs/ (or DSREPRO_RUNS)
 run_dir = ""
-out_dir = "../figures"
+# out_dir: figures, CSVs and REPORT.md; empty = figures/<profile>/
+out_dir = ""
 
 # %%
 from dsrepro.repro import notebooks
 
-p, root = notebooks.setup(profile, tasks, seed, run_dir)
+p, root, out_dir = notebooks.setup(profile, tasks, seed, run_dir, out_dir)
 p
 
 # %% [markdown]

@@ -38,15 +38,18 @@ tasks = ""
 seed = 0
 # run_dir: artefact cache root; empty = the default runs/ (or DSREPRO_RUNS)
 run_dir = ""
-out_dir = "../figures"
+# out_dir: figures, CSVs and REPORT.md; empty = figures/<profile>/
+out_dir = ""
 # command: the command line recorded in the report header
 command = ""
 
 # %%
 from IPython.display import Markdown, display
 
-from dsrepro.repro import report
+from dsrepro.repro import notebooks, report
 
-path = report.build_report(out_dir, profile, command=command or None)
-print(path)
+p, root, out = notebooks.setup(profile, tasks, seed, run_dir, out_dir)
+path = report.build_report(out, profile, command=command or None)
+if not out_dir:  # figures/<profile>/: also refresh the claims x profiles table in figures/REPORT.md
+  print(report.build_overview(out.parent))
 display(Markdown(path.read_text()))

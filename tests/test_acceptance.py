@@ -1,5 +1,4 @@
 """sd.acceptance: token / sequence acceptance and SD summaries."""
-import math
 
 import jax.numpy as jnp
 import numpy as np

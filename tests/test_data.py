@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dsrepro import data
+from dsrepro.errors import DataNotFound
 
 SIZES = {  # exact sizes of every split (the carving is deterministic)
     "gsm8k": (6973, 500, 1319), "xsum": (997, 100, 1000), "cnn_dailymail": (500, 100, 400),
@@ -149,14 +150,27 @@ def test_search_path_order_and_repo_fallback(tmp_path, monkeypatch):
   empty.mkdir()
   cwd = tmp_path / "nb"
   cwd.mkdir()
-  monkeypatch.setenv("DSREPRO_DATA", str(empty))
   monkeypatch.chdir(cwd)
+  monkeypatch.delenv("DSREPRO_DATA", raising=False)
   paths = data.data_search_paths()
-  want = [empty, cwd / "data", tmp_path / "shared" / "data", REPO / "data", (REPO.parent / "shared" / "data")]
+  want = [cwd / "data", tmp_path / "shared" / "data", REPO / "data", (REPO.parent / "shared" / "data")]
   assert paths == [p.resolve() for p in want]
   assert data.find_task_dir("mbpp") == (REPO.parent / "shared" / "data" / "mbpp").resolve()
-  monkeypatch.delenv("DSREPRO_DATA")
-  assert data.data_search_paths()[0] == (cwd / "data").resolve()
+
+
+def test_explicit_data_root_is_used_or_rejected_never_replaced(tmp_path, monkeypatch):
+  """$DSREPRO_DATA is the only root when set: a root without the task is an error naming it, even though the
+  task exists further down the default search path."""
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  monkeypatch.setenv("DSREPRO_DATA", str(empty))
+  assert data.data_search_paths() == [empty.resolve()]
+  with pytest.raises(FileNotFoundError, match=r"DSREPRO_DATA=.*empty.*mbpp.*unset DSREPRO_DATA") as err:
+    data.load_task("mbpp", "train")
+  assert isinstance(err.value, DataNotFound) and "\n" not in str(err.value)
+  monkeypatch.setenv("DSREPRO_DATA", str(tmp_path / "nope"))
+  with pytest.raises(DataNotFound, match=r"nope/mbpp \(no such directory\)"):
+    data.find_task_dir("mbpp")
 
 
 def test_env_root_wins_and_data_dir_forms(tmp_path, monkeypatch):

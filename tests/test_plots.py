@@ -5,7 +5,6 @@ import pytest
 
 from dsrepro.repro import figure, plotting
 from dsrepro.repro.figures import FIGURES
-from dsrepro.repro.stats import spearman
 
 from _synthetic import by_figure, tables
 
@@ -35,9 +34,3 @@ def test_empty_frames_still_draw(tmp_path):
   for name, spec in FIGURES.items():
     empty = {p: pd.DataFrame() for p in spec.panels}
     assert all(p.stat().st_size > 0 for p in plotting.save(spec.plot(empty), tmp_path, name))
-
-
-def test_spearman():
-  assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-  assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-  assert pd.isna(spearman([1, 2], [1, 2]))

@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 
 from dsrepro import data
-from dsrepro.repro.artefacts import context_len
-from dsrepro.models.transformer import GARDEN, count_params, garden_config
+from dsrepro.models.transformer import GARDEN, count_params
+from dsrepro.repro import plan
 from dsrepro.repro.profiles import PROFILES, get_profile
 
 
@@ -20,15 +20,20 @@ def test_profile_tasks_load(name):
     assert len(train) >= min(p.n_train or 100, 100), (name, task, len(train))
     assert len(val) >= min(p.n_eval, 64), (name, task, len(val))  # eval uses up to n_eval of them
   assert set(p.fig4_tasks) <= set(p.tasks) | set(PROFILES["full"].tasks)
+  assert p.hf_models or (p.pretrain_corpus and set(p.pretrain_corpus) <= set(data.TASKS))
+  for task in p.domain_tasks:  # the domain study draws its N examples from the training split
+    assert len(data.load_task(task, "train")) >= p.domain_examples, (name, task)
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
 def test_profile_models_and_lengths(name):
   p = PROFILES[name]
-  assert p.draft_size in GARDEN and p.target_size in GARDEN and set(p.garden) <= set(GARDEN)
-  n = context_len(p)
-  params = {s: count_params(garden_config(s, p.vocab_size, max_len=n)) for s in {*p.garden, p.target_size}}
+  sizes = {*GARDEN, *dict(p.hf_models)}
+  assert p.draft_size in sizes and p.target_size in sizes and set(p.garden) <= sizes
+  params = {s: count_params(plan.model_config(p, s)) for s in {*p.garden, p.target_size, p.draft_size}}
   assert params[p.draft_size] < params[p.target_size]
+  if name in ("cpu", "full", "pythia"):  # the paper's pairs are 7x-40x apart
+    assert params[p.target_size] >= 8 * params[p.draft_size], params
   assert [params[s] for s in p.garden] == sorted(params[s] for s in p.garden), "garden must go smallest first"
   assert len(p.garden) >= 3 and p.draft_size in p.garden  # (context_len itself: tests/test_experiments.py)
 
@@ -38,9 +43,11 @@ def test_profile_settings_the_figures_need(name):
   p = PROFILES[name]
   assert {0.0, 1.0} <= set(p.temperatures)  # greedy and T = 1 panels
   assert all(g >= 1 for g in p.gammas) and all(0 < e <= 1 for e in p.lenience_eps) and 1.0 in p.lenience_eps
-  assert 1 <= p.track_points <= p.kd.steps and p.kd_grid_steps >= 1 and 0 < p.adaspec_k <= 1
+  kd_steps = p.task_train(p.kd, 374).steps  # epochs (pythia): the smallest training set we have, MBPP's
+  assert 1 <= p.track_points <= kd_steps and p.kd_grid_steps >= 1 and 0 < p.adaspec_k <= 1
   assert p.eval_batch >= 1 and p.n_eval >= 1 and p.n_latency_prompts >= 1
-  for tc in (p.sft_target, p.sft_draft, p.sft_garden, p.kd):
+  assert p.kd_seeds >= 1 and p.latency_reps >= 1
+  for tc in (p.sft_target, p.sft_draft, p.sft_garden, p.kd) + ((p.pretrain,) if p.pretrain else ()):
     assert tc.steps >= 1 and tc.learning_rate > 0 and tc.warmup_steps <= tc.steps
 
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dsrepro.sd.sampling import Policy, decoding_label, gumbel_from_bits
+from dsrepro.sd.sampling import Policy, decoding_label, gumbel_from_bits, uniform_from_bits
 
 
 def test_top_p_and_top_k_restrict_support():
@@ -36,6 +36,15 @@ def test_gumbel_max_samples_the_policy_distribution():
   resid = jnp.array([[0.0, 0.2, 0.6, 0.0]]).repeat(40000, 0)  # unnormalised, with zeros
   got = np.bincount(np.asarray(Policy(1.0).sample_probs(resid, gumbel_from_bits(bits))), minlength=4)
   assert got[0] == got[3] == 0 and abs(got[2] / got.sum() - 0.75) < 0.01
+
+
+def test_uniforms_stay_inside_the_open_interval():
+  """The extreme bit patterns give uniforms strictly inside (0, 1) and finite Gumbel noise (with 24 bits the
+  largest pattern rounded to exactly 1.0 in float32)."""
+  bits = jnp.array([0, 0xFFFFFFFF, 0xFFFFFF00, 0x80000000], jnp.uint32)
+  u = np.asarray(uniform_from_bits(bits))
+  assert (u > 0).all() and (u < 1).all(), u
+  assert np.isfinite(np.asarray(gumbel_from_bits(bits))).all()
 
 
 def test_labels_and_errors():

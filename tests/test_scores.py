@@ -61,3 +61,17 @@ def test_task_score_dispatch():
   assert math.isnan(scores.task_score("none", p, r))
   with pytest.raises(ValueError, match="rougeL"):
     scores.task_score("meteor", p, r)
+
+
+def test_per_example_scores_average_to_the_task_score():
+  preds = ["The final answer is: 7", "so 12", "x"]
+  refs = ["#### 7", "#### 13", "#### 5"]
+  acc = scores.per_example("accuracy", preds, refs)
+  assert acc.tolist() == [100.0, 0.0, 0.0] and acc.mean() == pytest.approx(scores.task_score("accuracy", preds, refs))
+  s = ["the cat sat on the mat", "a dog ran", "nothing in common"]
+  r = ["the cat sat on a mat", "the dog ran away", "alpha beta"]
+  r2 = scores.per_example("rouge2", s, r)
+  assert r2.shape == (3,) and r2[2] == 0.0 and r2.mean() == pytest.approx(scores.task_score("rouge2", s, r))
+  assert math.isnan(scores.per_example("bleu", s, r)[0]) and math.isnan(scores.per_example("none", s, r)[1])
+  with pytest.raises(ValueError, match="unknown task metric 'f1'"):
+    scores.per_example("f1", s, r)

@@ -105,7 +105,10 @@ def test_encode_examples_truncation(tok):
   enc = T.encode_examples(tok, [Example(prompt, target, "x")], max_prompt_len=10, max_target_len=7)
   row = enc.tokens_NxL[0]
   assert enc.prompt_len_N[0] == 10 and enc.length_N[0] == 17
-  assert row[0] == tok.bos_token_id and list(row[1:10]) == pids[-9:]  # left truncation keeps the prompt's end
+  tail = min(T.PROMPT_TAIL, 9 // 2)  # cut in the middle: the head and the last `tail` tokens (the answer marker)
+  assert row[0] == tok.bos_token_id and list(row[1:10]) == pids[:9 - tail] + pids[-tail:]
+  long = T.encode_prompts(tok, [prompt], max_prompt_len=40)[0][0]
+  assert len(pids) > 39 and list(long[1:40]) == pids[:39 - T.PROMPT_TAIL] + pids[-T.PROMPT_TAIL:]
   assert list(row[10:17]) == tids[:7] and tok.eos_token_id not in row[10:17]  # cut target: no eos
   exact = T.encode_examples(tok, [Example(prompt, target, "x")], 10, len(tids) + 1)
   assert exact.tokens_NxL[0, exact.length_N[0] - 1] == tok.eos_token_id

@@ -223,7 +223,7 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
   out = sys.argv[1]
   assert len(jax.devices()) == 8, jax.devices()
   mesh8, mesh1 = make_mesh(), make_mesh(jax.devices()[:1])
-  assert mesh8.size == 8 and mesh8.axis_names == ("data",)
+  assert mesh8.size == 8 and mesh8.axis_names == ("data", "fsdp") and mesh8.shape["fsdp"] == 1  # data parallel
   cfg = ModelConfig(vocab_size=50, d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=16)
   tc = TrainConfig(steps=1, batch_size=16, learning_rate=1e-2, optimizer="adamw", ckpt_every=0, log_every=1)
   tokens = np.random.default_rng(0).integers(0, 50, (16, 16)).astype(np.int32)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import jax
 import numpy as np
 
 from dsrepro.sd.decode import DecodeConfig, generate, join_outputs

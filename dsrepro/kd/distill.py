@@ -27,9 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dsrepro import runs, scores
+from dsrepro import scores
 from dsrepro.keys import named_key
 from dsrepro.kd import adaspec as adaspec_lib
 from dsrepro.kd import batches, divergences
@@ -40,6 +39,7 @@ from dsrepro.sd.decode import DecodeConfig
 from dsrepro.sd.sampling import decoding_label
 from dsrepro.sd.speculative import SpecConfig
 from dsrepro.tokenizer import decode_until_eos
+from dsrepro.sharding import ShardingRules, shard_model
 from dsrepro.train import TrainConfig, make_mesh, train_loop
 
 __all__ = ["kd_loss", "make_kd_loss", "distill", "adaspec", "alignment_key", "parse_alignment_key",
@@ -127,7 +127,8 @@ def _check_data(data: dict, vocab_size: int) -> tuple[int, int]:
 
 def distill(student, teacher, kd: KDConfig, train_cfg: TrainConfig, data: dict, run_dir: str | os.PathLike, *,
             ref=None, eval_fn: Callable | None = None, pad_id: int | None = None, eos_id: int | None = None,
-            mesh=None, stop_after: int | None = None, desc: str | None = None):
+            mesh=None, stop_after: int | None = None, desc: str | None = None,
+            rules: ShardingRules = ShardingRules(), teacher_dtype: str | None = None):
   """Distil ``teacher`` into a copy of ``student`` (the initialisation; never modified) under ``run_dir``.
 
   ``data``: {"tokens": int [N, L] prompt + target (right-padded), "loss_mask": float [N, L] (1 on targets),
@@ -137,7 +138,9 @@ def distill(student, teacher, kd: KDConfig, train_cfg: TrainConfig, data: dict, 
   wide when anything is generated (P = the longest prompt), else L. ``ref``: the frozen AdaSPEC reference model,
   required iff ``kd.adaspec_k`` is set. ``eval_fn(model) -> dict`` runs every ``train_cfg.eval_every`` steps and at
   the end (e.g. ``alignment_eval_fn``). A DONE run_dir is loaded, not retrained. ``mesh`` / ``stop_after`` /
-  ``desc`` go to train_loop. Returns the distilled Transformer.
+  ``desc`` / ``rules`` go to train_loop (``mesh=sharding.make_mesh(fsdp=k)`` shards the student, its optimizer
+  state and the teacher over k devices); ``teacher_dtype`` casts the frozen teacher's parameters (e.g.
+  "bfloat16"). Returns the distilled Transformer.
   """
   check_same_vocab(student, teacher, ("student", "teacher"))
   if kd.adaspec_k is not None and ref is None:
@@ -161,36 +164,34 @@ def distill(student, teacher, kd: KDConfig, train_cfg: TrainConfig, data: dict, 
     if m is not None and width > m.cfg.max_len:
       raise ValueError(f"rows of {width} tokens (data width {L}, prompt width {prompt_width}, max_new_tokens "
                        f"{kd.max_new_tokens}) exceed the {name}'s max_len={m.cfg.max_len}")
-  # The teacher is placed like the student's parameters in train_loop (replicated over the mesh), so teacher and
-  # student sampling hit the same compiled sampler when their architectures agree.
+  # The teacher is placed like the student's parameters in train_loop (by the same sharding rules over the mesh;
+  # replicated on one device), optionally cast to ``teacher_dtype`` (e.g. "bfloat16": half its memory).
   mesh = make_mesh() if mesh is None else mesh
-  teacher = _replicated(teacher, mesh)
+  teacher = shard_model(teacher, mesh, rules, dtype=teacher_dtype)
   batch_fn = batches.kd_batch_fn(data, kd.sources, kd.mix, train_cfg.batch_size, train_cfg.seed, width=width,
                                  prompt_width=prompt_width, decode_cfg=decode_cfg, teacher=teacher)
   frozen = {"teacher": teacher} if ref is None else {"teacher": teacher, "ref": ref}
   desc = desc or (f"adaspec[k={kd.adaspec_k}]" if kd.adaspec_k is not None else f"kd[{kd.data}/{kd.divergence}]")
   return train_loop(model, make_kd_loss(kd), batch_fn, train_cfg, run_dir, eval_fn=eval_fn, frozen=frozen,
-                    desc=desc, mesh=mesh, stop_after=stop_after)
-
-
-def _replicated(model, mesh):
-  graphdef, state = nnx.split(model)
-  return nnx.merge(graphdef, jax.device_put(state, NamedSharding(mesh, P())))
+                    desc=desc, mesh=mesh, stop_after=stop_after, rules=rules)
 
 
 def adaspec(student, teacher, train_cfg: TrainConfig, data: dict, run_dir: str | os.PathLike, k: float = 0.4, *,
-            eval_fn: Callable | None = None, temperature: float = 1.0, pad_id: int | None = None,
+            ref=None, eval_fn: Callable | None = None, temperature: float = 1.0, pad_id: int | None = None,
             eos_id: int | None = None, mesh=None):
-  """AdaSPEC: returns ``(draft, ref)``. Stage 1 (run_dir/ref): ref = SupervisedKD (FKL, ground truth) of a copy
-  of ``student``. Stage 2 (run_dir/draft): the draft, from ``student``'s weights, trained with selective FKL
-  (``adaspec_k=k``) on the ground-truth data with the finished ref frozen. Both stages run ``train_cfg.steps``
-  steps (compute-matched with DistillSpec; see the module doc); each is resumable and reused when DONE.
-  ``eval_fn`` is used in stage 2 only; pad_id / eos_id / mesh go to both stages (the ids are not needed for
-  ground-truth data, but are checked against data["pad_id"] / data["eos_id"] as in ``distill``)."""
+  """AdaSPEC: returns ``(draft, ref)``. Stage 1 (run_dir/ref, skipped when ``ref`` is given): ref = SupervisedKD
+  (FKL, ground truth) of a copy of ``student``; a SupervisedKD draft trained from the same student with the same
+  TrainConfig IS that reference, so callers that have one pass it. Stage 2 (run_dir/draft): the draft, from
+  ``student``'s weights, trained with selective FKL (``adaspec_k=k``) on the ground-truth data with the finished
+  ref frozen. Both stages run ``train_cfg.steps`` steps (compute-matched with DistillSpec; see the module doc);
+  each is resumable and reused when DONE. ``eval_fn`` is used in stage 2 only; pad_id / eos_id / mesh go to both
+  stages (the ids are not needed for ground-truth data, but are checked against data["pad_id"] /
+  data["eos_id"] as in ``distill``)."""
   run_dir = Path(run_dir)
   ref_kd = KDConfig(divergence="fkl", data="ground_truth", temperature=temperature)
-  ref = distill(student, teacher, ref_kd, train_cfg, data, run_dir / "ref", pad_id=pad_id, eos_id=eos_id,
-                mesh=mesh, desc="adaspec-ref")
+  if ref is None:
+    ref = distill(student, teacher, ref_kd, train_cfg, data, run_dir / "ref", pad_id=pad_id, eos_id=eos_id,
+                  mesh=mesh, desc="adaspec-ref")
   draft_kd = dataclasses.replace(ref_kd, adaspec_k=k)
   draft = distill(student, teacher, draft_kd, train_cfg, data, run_dir / "draft", ref=ref, eval_fn=eval_fn,
                   pad_id=pad_id, eos_id=eos_id, mesh=mesh, desc=f"adaspec[k={k}]")

@@ -1,6 +1,7 @@
 """Import HuggingFace causal LMs (GPT-2, GPT-NeoX/Pythia, Llama, Qwen2) into dsrepro, and export back.
 
-``model, tokenizer = import_hf(path)`` reads a local HF directory (config.json, weights, tokenizer files);
+``model, tokenizer = import_hf(path)`` reads a local HF directory (config.json, weights, tokenizer files), or a hub
+id such as ``"EleutherAI/pythia-1.4b"`` fetched into the HF cache by :func:`dsrepro.hub.fetch_checkpoint`;
 ``export_hf(model, path, tokenizer)`` writes one that ``transformers.AutoModelForCausalLM.from_pretrained`` loads.
 Config mapping lives in :mod:`dsrepro.hf_config`; this module maps the weights.
 
@@ -23,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import hashlib
 import math
 import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +38,7 @@ from safetensors.flax import save_file
 from dsrepro.models.hf_config import ARCHS, export_arch, hf_config_kwargs, hf_config_to_model_config, model_type
 from dsrepro.models.transformer import ModelConfig, Transformer, make_model
 
-__all__ = ["import_hf", "export_hf", "load_tokenizer", "weight_spec", "hf_config_to_model_config", "ARCHS"]
+__all__ = ["checkpoint_fingerprint", "import_hf", "export_hf", "load_tokenizer", "weight_spec", "hf_config_to_model_config", "ARCHS"]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -205,15 +208,29 @@ def load_tokenizer(path: str):
   return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
-def import_hf(path, dtype: str = "float32", max_len: int | None = None):
-  """(Transformer, tokenizer) from a local HF causal-LM directory.
+def checkpoint_fingerprint(path) -> dict:
+  """Identity of a local checkpoint directory for run hashes: resolved path, sha256 of config.json, weight files
+  and their sizes (a different checkpoint, or the same one edited, names different runs)."""
+  path = Path(path)
+  files = sorted(f for f in os.listdir(path) if f in WEIGHT_FILES or (f.startswith("model") and
+                                                                       f.endswith(".safetensors")))
+  cfg = (path / "config.json").read_bytes() if (path / "config.json").is_file() else b""
+  return {"path": str(path.resolve()), "config": hashlib.sha256(cfg).hexdigest()[:16],
+          "weights": [[f, (path / f).stat().st_size] for f in files]}
+
+
+def import_hf(path, dtype: str = "float32", max_len: int | None = None, revision: str | None = None):
+  """(Transformer, tokenizer) from a local HF causal-LM directory, or from a hub id (``owner/name`` that is not an
+  existing path: the cached snapshot, else downloaded with huggingface_hub; ``revision`` picks a branch, tag or
+  commit, e.g. a Pythia training step "step143000"; offline: FileNotFoundError naming what was searched).
 
   Supported: GPT2LMHeadModel, GPTNeoXForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM (others: ValueError).
   dtype ("float32" | "bfloat16") is both the param and compute dtype. ModelConfig.max_len is the checkpoint's
   max_position_embeddings, capped by max_len if given (GPT-2 keeps the first max_len position embeddings).
   tokenizer is None when the directory has none of TOKENIZER_FILES. A missing config.json or weights file is
   a FileNotFoundError naming the directory and the files looked for."""
-  path = os.fspath(path)
+  from dsrepro import hub  # noqa: PLC0415
+  path = os.fspath(hub.resolve_checkpoint(path, revision=revision))
   cfg_file = os.path.join(path, "config.json")
   if not os.path.isfile(cfg_file):
     raise FileNotFoundError(f"no config.json in {path!r}: a HF model directory needs config.json and one of "

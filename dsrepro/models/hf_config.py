@@ -11,12 +11,18 @@ the ModelConfig exactly: Llama (rms, SwiGLU, full RoPE, sequential residual; q/k
 Qwen2 (as Llama but q/k/v biases and no o/MLP bias), GPT-2 (LayerNorm, learned positions, GELU, all biases),
 GPT-NeoX (LayerNorm, RoPE of any fraction, GELU, parallel or sequential residual). Configs that fit none of
 them (e.g. the garden's rms + non-gated GELU "paper-*" sizes) raise a ValueError listing what each lacks.
+
+``PYTHIA`` holds the config.json of the public Pythia models (Biderman et al. 2023, arXiv 2304.01373, Table 1 and
+the model cards of ``EleutherAI/pythia-{size}``; 14m and 31m were added to the suite later), so their
+architectures are known without weights or network: ``pythia_config("1.4b")`` is the ModelConfig. AdaSPEC
+(arXiv 2510.19779) pairs a Pythia-31M draft with a Pythia-1.4B target.
 """
 from __future__ import annotations
 
 from dsrepro.models.transformer import ModelConfig
 
-__all__ = ["ARCHS", "model_type", "hf_config_to_model_config", "export_arch", "hf_config_kwargs"]
+__all__ = ["ARCHS", "model_type", "hf_config_to_model_config", "export_arch", "hf_config_kwargs", "PYTHIA",
+           "PYTHIA_IDS", "pythia_config"]
 
 ARCHS = {"gpt2": "GPT2LMHeadModel", "gpt_neox": "GPTNeoXForCausalLM", "llama": "LlamaForCausalLM",
          "qwen2": "Qwen2ForCausalLM"}
@@ -178,3 +184,35 @@ def hf_config_kwargs(cfg: ModelConfig, bos=None, eos=None, pad=None) -> tuple[st
   else:
     kw.update(use_sliding_window=False)
   return mt, kw
+
+
+def _pythia(d_model: int, n_layers: int, n_heads: int) -> dict:
+  """The config.json of a Pythia model: GPT-NeoX, parallel residual, rotary on 25% of each head (base 10000),
+  d_ff = 4 d_model, GELU, untied 50304-row embeddings (the 50277-token tokenizer padded), context 2048."""
+  return dict(architectures=["GPTNeoXForCausalLM"], model_type="gpt_neox", vocab_size=50304, hidden_size=d_model,
+              num_hidden_layers=n_layers, num_attention_heads=n_heads, intermediate_size=4 * d_model,
+              hidden_act="gelu", rotary_pct=0.25, rotary_emb_base=10000, max_position_embeddings=2048,
+              layer_norm_eps=1e-5, use_parallel_residual=True, tie_word_embeddings=False, initializer_range=0.02,
+              bos_token_id=0, eos_token_id=0, attention_dropout=0.0, hidden_dropout=0.0)
+
+
+# Pythia sizes -> config.json. Non-embedding parameters (model cards): 14m 1,189,888; 31m 4,739,072;
+# 70m 18,915,328; 160m 85,056,000; 410m 302,311,424; 1b 805,736,448; 1.4b 1,208,602,624.
+PYTHIA: dict[str, dict] = {
+    "14m": _pythia(128, 6, 4),
+    "31m": _pythia(256, 6, 8),
+    "70m": _pythia(512, 6, 8),
+    "160m": _pythia(768, 12, 12),
+    "410m": _pythia(1024, 24, 16),
+    "1b": _pythia(2048, 16, 8),
+    "1.4b": _pythia(2048, 24, 16),
+}
+PYTHIA_IDS: dict[str, str] = {size: f"EleutherAI/pythia-{size}" for size in PYTHIA}
+
+
+def pythia_config(size: str, max_len: int | None = None, dtype: str = "float32") -> ModelConfig:
+  """The ModelConfig of Pythia ``size`` ("14m" .. "1.4b", or "pythia-1.4b"); max_len caps the 2048 context."""
+  size = size.removeprefix("pythia-")
+  if size not in PYTHIA:
+    raise ValueError(f"unknown Pythia size {size!r}; known: {', '.join(PYTHIA)}")
+  return hf_config_to_model_config(PYTHIA[size], max_len=max_len, dtype=dtype)

@@ -12,13 +12,21 @@ interpreter) in the notebooks directory and saves the executed copy under ``<run
 papermill's per-cell one, and prints a timing summary. Each notebook runs in a fresh kernel, so compiled XLA
 programs are shared between them through JAX's persistent compilation cache (``<run root>/jax_cache`` unless
 ``$JAX_COMPILATION_CACHE_DIR`` is set).
+
+Parameters are checked at both ends: :func:`run_notebook` rejects names the notebook does not declare (its cell
+tagged "parameters", read by ``papermill.inspect_notebook``) before starting a kernel, and :func:`setup`, the first
+call of every figure notebook, validates the values and rejects unknown names papermill injected (a misspelled
+``papermill -p profil smoke`` otherwise only warns and runs the default profile).
 """
 from __future__ import annotations
 
+import ast
 import os
 import time
 from pathlib import Path
 
+from dsrepro import runs
+from dsrepro.errors import ConfigError, NotebookError, check_int, one_line
 from dsrepro.repro import figure
 from dsrepro.repro.artefacts import default_root
 from dsrepro.repro.figures import FIGURES, get
@@ -38,13 +46,66 @@ def names() -> list[str]:
 # ------------------------------------------------------------------------------------------------ in a notebook
 
 
-def setup(profile: str, tasks: str = "", seed: int = 0, run_dir: str = "") -> tuple[Profile, str | None]:
-  """The notebook's profile (``tasks``: a comma-separated override, "" = the profile's) and artefact root
-  (None = the default); prints the JAX backend, so a Colab user sees whether the accelerator is in use."""
+STANDARD_PARAMS = ("profile", "tasks", "seed", "run_dir", "out_dir")  # every figure notebook declares these
+
+
+def _assigned(source: str) -> set[str]:
+  """Names assigned at the top level of a cell's source (empty if it does not parse)."""
+  try:
+    tree = ast.parse(source)
+  except SyntaxError:
+    return set()
+  return {t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+          for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+
+
+def injected_unknown_params() -> tuple[list[str], list[str]]:
+  """(unknown, declared): the names in the cell papermill injected ("# Parameters") that the notebook's parameters
+  cell (the cell run just before it) does not declare, and the declared ones; ([], []) outside a kernel or when
+  nothing was injected (IPython's input history ``In`` holds the cells run so far)."""
+  try:
+    from IPython import get_ipython
+  except ImportError:
+    return [], []
+  shell = get_ipython()
+  history = list(shell.user_ns.get("In") or []) if shell is not None else []
+  at = next((i for i in range(len(history) - 1, 0, -1) if history[i].lstrip().startswith("# Parameters")), None)
+  if at is None:
+    return [], []
+  declared = _assigned(history[at - 1]) | set(STANDARD_PARAMS)
+  return sorted(_assigned(history[at]) - declared), sorted(declared)
+
+
+def figures_dir(profile: str, out_dir: str = "") -> Path:
+  """Where a profile's figures, CSVs and REPORT.md go: ``out_dir`` if given, else ``<repo>/figures/<profile>``
+  (the top-level ``figures/REPORT.md`` puts the profiles side by side: ``report.build_overview``)."""
+  return Path(out_dir).expanduser().resolve() if out_dir else NOTEBOOK_DIR.parent / "figures" / profile
+
+
+def setup(profile: str, tasks: str = "", seed: int = 0, run_dir: str = "",
+          out_dir: str = "") -> tuple[Profile, str | None, Path]:
+  """The notebook's profile (``tasks``: a comma-separated override, "" = the profile's), artefact root (None =
+  the default) and output folder (``figures_dir``); prints the JAX backend, so a Colab user sees whether the
+  accelerator is in use.
+
+  Validates the parameters first (ConfigError naming the bad one): no unknown injected names, a known profile,
+  known tasks, an int seed >= 0, a usable artefact root."""
+  unknown, declared = injected_unknown_params()
+  if unknown:
+    raise ConfigError(f"unknown notebook parameter {', '.join(map(repr, unknown))}: this notebook declares "
+                      f"{', '.join(declared)}; check the spelling of papermill -p NAME VALUE")
+  for name, value in (("profile", profile), ("tasks", tasks), ("run_dir", run_dir), ("out_dir", out_dir)):
+    if not isinstance(value, str):
+      raise ConfigError(f"notebook parameter {name}={value!r} must be a string, got a {type(value).__name__}")
+  check_int("notebook parameter seed", seed, 0)
+  overrides = {"seed": seed, **({"tasks": tuple(t.strip() for t in tasks.split(","))} if tasks.strip() else {})}
+  p = get_profile(profile, **overrides)
+  runs.ensure_dir(Path(run_dir).expanduser() if run_dir else default_root(), "artefact root")
+  out = figures_dir(profile, out_dir)
+  runs.ensure_dir(out, "figures folder")
   import jax
   print("JAX", jax.__version__, "backend:", jax.default_backend(), "devices:", jax.devices())
-  overrides = {"seed": seed, **({"tasks": tuple(tasks.split(","))} if tasks else {})}
-  return get_profile(profile, **overrides), run_dir or None
+  return p, run_dir or None, out
 
 
 def show_figure(name: str, p: Profile, root, out_dir) -> dict:
@@ -56,7 +117,7 @@ def show_figure(name: str, p: Profile, root, out_dir) -> dict:
   spec = get(name)
   tables = figure.make(spec, p, root, out_dir)
   display(Image(str(Path(out_dir) / f"{spec.name}.png")))
-  claims = spec.claims(tables)
+  claims = spec.judge(tables)
   if claims:
     display(Markdown("**Claims**, judged by their rules on these tables:\n\n" + report.claims_markdown(claims, False)))
   return tables
@@ -68,11 +129,34 @@ def show_figure(name: str, p: Profile, root, out_dir) -> dict:
 def _check(name: str) -> Path:
   path = NOTEBOOK_DIR / f"{name.removesuffix('.ipynb')}.ipynb"
   if not path.exists():
-    raise ValueError(f"unknown notebook {name!r}; known notebooks: {', '.join(names() + list(STANDALONE))}")
+    raise ConfigError(f"unknown notebook {name!r}; known notebooks: {', '.join(names() + list(STANDALONE))}")
   return path
 
 
-def run_notebook(name: str, profile: str, out_dir, run_dir=None, executed_dir=None, progress: bool = True,
+def declared_params(name: str) -> dict[str, object]:
+  """The parameters notebook ``name`` declares (its cell tagged "parameters") and their default values."""
+  import papermill as pm
+  out = {}
+  for k, v in pm.inspect_notebook(str(_check(name))).items():
+    try:
+      out[k] = ast.literal_eval(v["default"])
+    except (ValueError, SyntaxError):
+      out[k] = v["default"]
+  return out
+
+
+def check_params(name: str, params: dict) -> dict[str, object]:
+  """ConfigError unless every name in ``params`` is a parameter notebook ``name`` declares; returns
+  :func:`declared_params`."""
+  declared = declared_params(name)
+  unknown = [k for k in params if k not in declared]
+  if unknown:
+    raise ConfigError(f"notebook {name!r} has no parameter {unknown[0]!r}; its parameters: "
+                      f"{', '.join(declared)}")
+  return declared
+
+
+def run_notebook(name: str, profile: str, out_dir=None, run_dir=None, executed_dir=None, progress: bool = True,
                  **params) -> Path:
   """Execute one notebook with papermill; returns the executed copy's path.
 
@@ -82,12 +166,15 @@ def run_notebook(name: str, profile: str, out_dir, run_dir=None, executed_dir=No
   """
   import papermill as pm
   src = _check(name)
+  get_profile(profile)  # a known profile name and declared parameters, before anything is created
+  declared = check_params(name, params)
   root = Path(run_dir).resolve() if run_dir else default_root()
-  executed = Path(executed_dir) if executed_dir else root / profile / "notebooks"
-  executed.mkdir(parents=True, exist_ok=True)
-  out = Path(out_dir).resolve()
-  out.mkdir(parents=True, exist_ok=True)
-  parameters = dict(profile=profile, out_dir=str(out), run_dir=str(root) if run_dir else "", **params)
+  executed = runs.ensure_dir(Path(executed_dir) if executed_dir else root / profile / "notebooks",
+                             "executed-notebook folder")
+  out = runs.ensure_dir(figures_dir(profile, str(out_dir or "")), "output folder")
+  # profile / out_dir / run_dir go only to the notebooks that declare them
+  auto = dict(profile=profile, out_dir=str(out), run_dir=str(root) if run_dir else "")
+  parameters = {**{k: v for k, v in auto.items() if k in declared}, **params}
   dst = executed / src.name
   env = {k: v for k, v in (("JAX_COMPILATION_CACHE_DIR", str(root / "jax_cache")),
                            ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")) if k not in os.environ}
@@ -95,13 +182,16 @@ def run_notebook(name: str, profile: str, out_dir, run_dir=None, executed_dir=No
   try:
     pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR),
                         progress_bar=progress, log_output=False)
+  except pm.PapermillExecutionError as e:
+    raise NotebookError(f"notebook {name} failed in cell [{e.exec_count}]: {e.ename}: {one_line(e.evalue)[:500]} "
+                        f"(the executed copy with the traceback: {dst})") from e
   finally:
     for k in env:
       os.environ.pop(k, None)
   return dst
 
 
-def run_all(profile: str, out_dir="figures", run_dir=None, only=None, command: str | None = None,
+def run_all(profile: str, out_dir=None, run_dir=None, only=None, command: str | None = None,
             progress: bool = True, **params) -> dict[str, float]:
   """Run every notebook (or those in ``only``) in order; returns {name: seconds}. ``command`` is recorded in the
   report header. A failing notebook is reported and the others still run; the first error is raised at the end."""
@@ -122,10 +212,12 @@ def run_all(profile: str, out_dir="figures", run_dir=None, only=None, command: s
   bar.close()
   root = Path(run_dir).resolve() if run_dir else default_root()
   print(f"\nnotebooks ({profile}), executed copies in {root / profile / 'notebooks'}, figures in "
-        f"{Path(out_dir).resolve()}:")
+        f"{figures_dir(profile, str(out_dir or ''))}:")
   for name, s in times.items():
     print(f"  {name:<24} {s:8.1f} s  {'FAILED' if name in errors else 'ok'}")
   print(f"  {'total':<24} {sum(times.values()):8.1f} s")
   if errors:
-    raise RuntimeError(f"{len(errors)} notebook(s) failed: {', '.join(errors)}") from next(iter(errors.values()))
+    first = next(iter(errors.values()))
+    raise NotebookError(f"{len(errors)} notebook(s) failed: {', '.join(errors)}; the first: "
+                        f"{one_line(first)[:500]}") from first
   return times

@@ -81,8 +81,9 @@ def identity(ax, x, y):
   ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="y = x")
 
 
-def bars(ax, df, x: str, hue: str, y: str, hue_order, labels=None):
-  """Grouped bars of ``y`` per ``x`` group, one bar per ``hue``; returns {(x, hue): bar}."""
+def bars(ax, df, x: str, hue: str, y: str, hue_order, labels=None, err: tuple[str, str] | None = None):
+  """Grouped bars of ``y`` per ``x`` group, one bar per ``hue``; ``err`` = (lo column, hi column) draws the
+  interval as an error bar when both columns are present. Returns {(x, hue): bar}."""
   xs = list(dict.fromkeys(df[x]))
   width = 0.8 / max(1, len(hue_order))
   out = {}
@@ -90,7 +91,13 @@ def bars(ax, df, x: str, hue: str, y: str, hue_order, labels=None):
     sub = df[df[hue] == h].set_index(x)
     vals = [float(sub[y].loc[v]) if v in sub.index else np.nan for v in xs]
     pos = np.arange(len(xs)) + (j - (len(hue_order) - 1) / 2) * width
-    rects = ax.bar(pos, vals, width, label=(labels or {}).get(h, label(h)))
+    yerr = None
+    if err and all(c in sub for c in err):
+      lo = np.array([float(sub[err[0]].loc[v]) if v in sub.index else np.nan for v in xs])
+      hi = np.array([float(sub[err[1]].loc[v]) if v in sub.index else np.nan for v in xs])
+      yerr = np.nan_to_num(np.stack([np.asarray(vals) - lo, hi - np.asarray(vals)]).clip(0))
+    rects = ax.bar(pos, vals, width, label=(labels or {}).get(h, label(h)), yerr=yerr, capsize=2,
+                   error_kw=dict(lw=0.8))
     for v, r in zip(xs, rects):
       out[(v, h)] = r
   ax.set_xticks(np.arange(len(xs)), xs)

@@ -49,8 +49,6 @@ numbers assume Pythia-31M as draft and Pythia-1.4B as target, batch_size 8, prom
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,7 +61,7 @@ from dsrepro import runs
 from dsrepro import tokenizer as tok_lib
 from dsrepro.kd import distill as distill_lib
 from dsrepro.kd import recipes
-from dsrepro.models.hf import WEIGHT_FILES, import_hf
+from dsrepro.models.hf import checkpoint_fingerprint, import_hf
 from dsrepro.models.transformer import check_same_vocab
 from dsrepro.sd import evaluate
 from dsrepro.sd.sampling import decoding_label
@@ -134,15 +132,6 @@ def pair_data(tok, task: str, n_train: int, n_eval: int, max_prompt_len: int, ma
           "prompts": np.asarray(prompts), "plen": np.asarray(plen)}
 
 
-def _fingerprint(path: Path) -> dict:
-  """Identity of a checkpoint for the run hash: resolved path, config.json text, weight files and sizes."""
-  files = sorted(f for f in os.listdir(path) if f in WEIGHT_FILES or (f.startswith("model") and
-                                                                       f.endswith(".safetensors")))
-  cfg = (path / "config.json").read_bytes() if (path / "config.json").is_file() else b""
-  return {"path": str(path), "config": hashlib.sha256(cfg).hexdigest()[:16],
-          "weights": [[f, (path / f).stat().st_size] for f in files]}
-
-
 def _as_tuple(x, cast) -> tuple:
   """A sequence, a single number or a comma-separated string ("3,5,7") as a tuple of ``cast``."""
   if isinstance(x, str):
@@ -189,7 +178,7 @@ def distill_real_pair(target_path, draft_path, task: str = "gsm8k", method: str 
     recipe = dict(kd=kd)
   else:
     recipe = dict(k=adaspec_k)
-  cfg = dict(target=_fingerprint(t_path), draft=_fingerprint(d_path), target_dtype=target_dtype, task=task,
+  cfg = dict(target=checkpoint_fingerprint(t_path), draft=checkpoint_fingerprint(d_path), target_dtype=target_dtype, task=task,
              method=method, train=tcfg, n_train=n_train, max_prompt_len=max_prompt_len,
              max_target_len=max_target_len, **recipe)
   rdir = runs.run_dir_for(run_dir, f"realpair-{method}", cfg)

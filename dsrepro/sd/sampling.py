@@ -92,8 +92,11 @@ class Policy:
 
 
 def uniform_from_bits(bits):
-  """uint32 bits -> float32 uniforms in the OPEN interval (0, 1): a 24-bit grid of midpoints, never 0 or 1."""
-  return ((bits >> 8).astype(jnp.float32) + 0.5) * (1.0 / (1 << 24))
+  """uint32 bits -> float32 uniforms in the OPEN interval (0, 1): a 23-bit grid of midpoints, never 0 or 1.
+
+  23 bits, not 24: (2^24 - 1) + 0.5 is not a float32 (it rounds to 2^24, i.e. u = 1.0 exactly and an infinite
+  Gumbel value, which would pick a token regardless of its probability); (2^23 - 1) + 0.5 is exact."""
+  return ((bits >> 9).astype(jnp.float32) + 0.5) * (1.0 / (1 << 23))
 
 
 def gumbel_from_bits(bits):

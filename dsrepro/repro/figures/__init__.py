@@ -5,10 +5,11 @@ module here and one notebook (``notebooks/<spec.notebook>.py``)."""
 from __future__ import annotations
 
 from dsrepro.repro.figure import FigureSpec
-from dsrepro.repro.figures import adaspec, fig1, fig2, fig3, fig4, fig5, fig6, table_d1
+from dsrepro.repro.figures import adaspec, domain, domain_data, fig1, fig2, fig3, fig4, fig5, fig6, table_d1
 
+# DistillSpec's figures and table, AdaSPEC's table, then the domain-draft study (arXiv 2503.07807).
 FIGURES: dict[str, FigureSpec] = {m.SPEC.name: m.SPEC for m in (table_d1, fig1, fig2, fig3, fig4, fig5, fig6,
-                                                                 adaspec)}
+                                                                 adaspec, domain, domain_data)}
 
 
 def get(name: str) -> FigureSpec:

@@ -10,21 +10,31 @@ import pandas as pd
 from dsrepro.kd.distill import parse_alignment_key
 from dsrepro.kd.recipes import ALGORITHMS, DISTILLSPEC, SFT
 from dsrepro.repro import artefacts as ex
-from dsrepro.repro import figure, plotting
+from dsrepro.repro import figure, plotting, stats
 from dsrepro.repro.profiles import Profile
 from dsrepro.repro.stats import spearman
+from dsrepro.sd import theory
+from dsrepro.sd.sampling import decoding_label
 
 NAME = "fig3"
 PANELS = ("fig3a", "fig3b", "fig3c")
+MOST = figure.ClaimDef(
+    "fig3.most_examples", NAME, "Distilled draft improves tau for most examples", "most points above y = x (Fig. 3b)",
+    "fraction of evaluation prompts whose tau with the DistillSpec draft (pooled over KD seeds) is strictly above "
+    "the SFT draft's, per task", threshold=0.5)
+RANKING = figure.ClaimDef(
+    "fig3.theory_ranking", NAME, "Theoretical and empirical tau agree in ranking", "points close to y = x (Fig. 3c)",
+    "Spearman rho between tau(alpha_tf, gamma) and measured tau across the drafts (SFT + Table 1), per decoding x "
+    "gamma, averaged over them, per task")
 
 
 def build_a(p: Profile, root=None) -> pd.DataFrame:
-  """Acceptance (alpha, tau) logged during each KD run; step 0 is ``artefacts.tracker_at_init``."""
+  """Acceptance (alpha, tau) logged during each KD run (first KD seed); step 0 is ``artefacts.tracker_at_init``."""
   rows = []
   for task in p.tasks[:1]:
     init = dict(ex.tracker_at_init(p, task, root), step=0)
     for name in ALGORITHMS:
-      for r in [init] + figure.distilled(p, task, name, root).log():
+      for r in [init] + figure.distilled(p, task, name, root)[0].log():
         for k, v in sorted(r.items()):  # a fresh and a cached record list the keys in different orders
           key = parse_alignment_key(k)
           if key:
@@ -33,29 +43,64 @@ def build_a(p: Profile, root=None) -> pd.DataFrame:
   return pd.DataFrame(rows)
 
 
-def build_b(p: Profile, root=None, temperature: float = 1.0) -> pd.DataFrame:
-  g = figure.mid_gamma(p)
+def _per_prompt_tau(a) -> np.ndarray:
+  """tau of each prompt, pooled over the arm's seeds: sum of tokens / sum of target calls."""
+  return a.fields["tokens"].sum(0) / np.maximum(a.fields["calls"].sum(0), 1)
+
+
+def build_b(p: Profile, root=None, temperature: float = 1.0) -> tuple[pd.DataFrame, list[dict]]:
+  g = p.mid_gamma
   kw = dict(gammas=(g,), temperatures=(temperature,))
-  rows = []
+  rows, stat_rows = [], []
   for task in p.tasks:
-    a = figure.records(p, task, ex.sft_draft(p, task, root), SFT, root, **kw)[0]
-    b = figure.records(p, task, figure.distilled(p, task, DISTILLSPEC, root), "DistillSpec", root, **kw)[0]
-    for i, (x, y) in enumerate(zip(a["tau_per_example"], b["tau_per_example"])):
-      rows.append(dict(task=task, example=i, gamma=g, decoding=a["decoding"], tau_sft=x, tau_distilled=y))
-  return pd.DataFrame(rows)
+    arms = {label: figure.arm(next(iter(figure.seeded_records(p, task, ds, label, root, **kw).values())))
+            for label, ds in ((SFT, [ex.sft_draft(p, task, root)]),
+                              ("DistillSpec", figure.distilled(p, task, DISTILLSPEC, root)))}
+    a, b = _per_prompt_tau(arms[SFT]), _per_prompt_tau(arms["DistillSpec"])
+    for i, (x, y) in enumerate(zip(a, b)):
+      rows.append(dict(task=task, example=i, gamma=g, decoding=decoding_label(temperature), tau_sft=x,
+                       tau_distilled=y))
+    frac = stats.bootstrap(lambda f: float(np.mean(f["DistillSpec"]["tokens"].sum(0)
+                                                   / np.maximum(f["DistillSpec"]["calls"].sum(0), 1)
+                                                   > f[SFT]["tokens"].sum(0) / np.maximum(f[SFT]["calls"].sum(0), 1))),
+                           arms, seed=p.seed)
+    stat_rows.append(figure.stats_row(MOST, task, frac, arms["DistillSpec"].n_seeds, arms["DistillSpec"].n_prompts))
+  return pd.DataFrame(rows), stat_rows
 
 
-def build_c(p: Profile, root=None) -> pd.DataFrame:
-  rows = []
+def build_c(p: Profile, root=None) -> tuple[pd.DataFrame, list[dict]]:
+  rows, stat_rows = [], []
   for task in p.tasks[:1]:
-    rows += figure.records(p, task, ex.sft_draft(p, task, root), SFT, root)
-    for name in ALGORITHMS:
-      rows += figure.records(p, task, figure.distilled(p, task, name, root), name, root)
-  return figure.table(rows, ["task", "model", "decoding", "gamma", "alpha_tf", "tau_theory", "tau", "alpha_hat"])
+    groups = {}  # (decoding, gamma) -> {draft: arm}
+    for label, ds in ((SFT, [ex.sft_draft(p, task, root)]), *((a, figure.distilled(p, task, a, root))
+                                                              for a in ALGORITHMS)):
+      for (dec, g), recs in figure.seeded_records(p, task, ds, label, root).items():
+        s = figure.summary(recs, label, p.seed)
+        rows.append(dict(task=task, model=label, decoding=dec, gamma=g, alpha_tf=s["alpha_tf"],
+                         tau_theory=float(theory.expected_block_efficiency(s["alpha_tf"], g)), tau=s["tau"],
+                         tau_lo=s["tau_lo"], tau_hi=s["tau_hi"], alpha_hat=s["alpha_hat"]))
+        groups.setdefault((dec, g), {})[label] = figure.arm(recs)
+
+    def mean_rho(f_by_group):
+      rhos = []
+      for (dec, g), f in f_by_group.items():
+        th = [theory.expected_block_efficiency(float(np.clip(np.nanmean(x["alpha_tf"]), 0, 1)), g)
+              for x in f.values()]
+        rhos.append(spearman(th, [figure.TAU(x) for x in f.values()]))
+      return float(np.nanmean(rhos)) if np.isfinite(rhos).any() else float("nan")
+
+    flat = {f"{dec}|{g}|{d}": arm for (dec, g), arms in groups.items() for d, arm in arms.items()}
+    regroup = lambda f: {k: {d.split("|")[2]: f[d] for d in f if d.startswith(f"{k[0]}|{k[1]}|")} for k in groups}
+    rho = stats.bootstrap(lambda f: mean_rho(regroup(f)), flat, seed=p.seed)
+    stat_rows.append(figure.stats_row(RANKING, task, rho, max(a.n_seeds for a in flat.values()),
+                                      next(iter(flat.values())).n_prompts))
+  return pd.DataFrame(rows), stat_rows
 
 
 def build(p: Profile, root=None) -> dict:
-  return {"fig3a": build_a(p, root), "fig3b": build_b(p, root), "fig3c": build_c(p, root)}
+  b, sb = build_b(p, root)
+  c, sc = build_c(p, root)
+  return {"fig3a": build_a(p, root), "fig3b": b, "fig3c": c, f"{NAME}_stats": figure.table(sb + sc)}
 
 
 def _draw_a(ax, df, metric="alpha"):
@@ -123,34 +168,6 @@ def spearman_by_group(df: pd.DataFrame) -> pd.DataFrame:
   return pd.DataFrame(rows)
 
 
-def claim_most_examples(tables: dict) -> figure.Claim:
-  c = figure.Claim("fig3b", "Distilled draft improves tau for most examples", "most points above y = x",
-                   "yes: > 50% of examples strictly above y = x; partly: more above than below; no: otherwise")
-  df = tables["fig3b"]
-  if df is None or df.empty:
-    return c
-  above, below = (df.tau_distilled > df.tau_sft).mean(), (df.tau_distilled < df.tau_sft).mean()
-  return c.judged(f"{100 * above:.0f}% above, {100 * below:.0f}% below, {100 * (1 - above - below):.0f}% equal "
-                  f"(n = {len(df)})", "yes" if above > 0.5 else "partly" if above > below else "no")
-
-
-def claim_theory_ranking(tables: dict) -> figure.Claim:
-  c = figure.Claim("fig3c", "Theoretical and empirical tau agree in ranking", "points close to y = x",
-                   "Spearman rho between tau(alpha_tf, gamma) and measured tau across drafts within each "
-                   "(task, decoding, gamma), averaged; yes: >= 0.8; partly: >= 0.5; no: otherwise")
-  df = tables["fig3c"]
-  if df is None or df.empty:
-    return c
-  rho = spearman_by_group(df).spearman.mean()
-  return c.judged(f"mean within-group rho = {rho:.2f} (all points: {spearman(df.tau_theory, df.tau):.2f})",
-                  "n/a (< 3 drafts)" if not np.isfinite(rho) else "yes" if rho >= 0.8 else
-                  "partly" if rho >= 0.5 else "no")
-
-
-def claims(tables: dict) -> list:
-  return [claim_most_examples(tables), claim_theory_ranking(tables)]
-
-
 def key_numbers(tables: dict):
   parts = []
   a = tables["fig3a"]
@@ -173,4 +190,5 @@ def key_numbers(tables: dict):
 
 SPEC = figure.FigureSpec(
     name=NAME, title="Fig. 3: draft / target alignment", paper="DistillSpec (arXiv 2310.08461), Fig. 3",
-    notebook="fig3_alignment", panels=PANELS, build=build, plot=plot, claims=claims, key_numbers=key_numbers)
+    notebook="fig3_alignment", panels=PANELS, build=build, plot=plot, claims=(MOST, RANKING),
+    key_numbers=key_numbers)

@@ -8,11 +8,15 @@ Garden distillations run ``p.kd_grid_steps`` steps (like the Fig. 4 cells); the 
 / speedup_c. Quality: target_ll (log-likelihood under the largest model, scale-robust) and the task score."""
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pandas as pd
 
 from dsrepro.kd.recipes import ALGORITHMS, DISTILLSPEC, SUPERVISED
 from dsrepro.repro import artefacts as ex
-from dsrepro.repro import figure, plotting
+from dsrepro.repro import evaluations as ev
+from dsrepro.repro import figure, plotting, stats
 from dsrepro.repro.figures.fig5 import quality_columns
 from dsrepro.repro.profiles import Profile
 from dsrepro.sd.sampling import decoding_label
@@ -20,40 +24,73 @@ from dsrepro.sd.sampling import decoding_label
 NAME = "fig6"
 CURVES = ("Raw", "Distilled", "Speculative", "DistillSpec")
 LL_TOL = 0.05  # nats / token: "about equal quality" in the model-garden claim
+GARDEN = figure.ClaimDef(
+    "fig6.garden", NAME, "DistillSpec cuts latency at about equal quality (model garden)",
+    "17.3 -> 2.7 (XSum, 6.4x; ROUGE-2 23.1 -> 23.0), 15.0 -> 1.4 (GSM8K, 10.7x; acc. 33.1 -> 34.8)",
+    f"reduction = latency of the largest Raw model / lowest latency of a DistillSpec point whose log-likelihood "
+    f"under the largest model is >= the largest Raw model's - {LL_TOL} nats/token (0 if none), per decoding",
+    threshold=1.0)
 
 
 def build(p: Profile, root=None) -> dict:
   task = p.tasks[0]
-  g = figure.mid_gamma(p)
+  g = p.mid_gamma
   big, small = ex.sft_model(p, task, p.garden[-1], root), ex.sft_model(p, task, p.garden[0], root)
   td = ex.task_data(p, task, root)
   ctx = td.max_prompt_len
-  t_small = ex.forward_latency(p, small.model, 1, ctx, root)
-  ll = lambda out: ex.target_loglik(big.model, td, out["tokens"], out["num"])
-  rows = []
+  t_small = ev.forward_latency(p, small.model, 1, ctx, root)
+  rows, stat_rows, arms, lat = [], [], {}, {}  # arms / lat: per decoding, {point name: Arm / relative latency}
   for size in p.garden:
     raw = ex.sft_model(p, task, size, root)
     dist = raw if size == p.garden[-1] else ex.kd_model(
         p, task, f"garden-{size}", ALGORITHMS[SUPERVISED], student_size=size, teacher=big, root=root,
         steps=p.kd_grid_steps)
-    t_rel = ex.forward_latency(p, raw.model, 1, ctx, root) / t_small
+    t_rel = ev.forward_latency(p, raw.model, 1, ctx, root) / t_small
     for T in p.temperatures:
       dec = decoding_label(T)
+      quality = {}
       for curve, m in (("Raw", raw), ("Distilled", dist)):
-        o = ex.outputs(p, task, m, T, root)
+        o = ev.outputs(p, task, m, T, root)
+        ll = ev.loglik(big.model, td, o["tokens"], o["num"])
+        quality[curve] = stats.Arm.of(ll_sum=[ll["ll_sum_per_example"]], ll_n=[ll["ll_n_per_example"]])
+        arms.setdefault(dec, {})[f"{curve} {size}"] = quality[curve]
+        lat.setdefault(dec, {})[f"{curve} {size}"] = t_rel
         rows.append(dict(task=task, size=size, curve=curve, decoding=dec, relative_latency=t_rel,
-                         task_score=o["task_score"], target_ll=ll(o)))
+                         task_score=o["task_score"], target_ll=ll["target_ll"]))
       if size == p.garden[0]:
         continue
-      spec = ex.sd_records(p, task, raw, small, root, gammas=(g,), temperatures=(T,))[0]
+      spec = ev.sd_records(p, task, raw, small, root, gammas=(g,), temperatures=(T,))[0]
       kd_draft = ex.kd_model(p, task, f"garden-draft-{size}", ALGORITHMS[DISTILLSPEC], student_size=p.garden[0],
                              teacher=dist, root=root, steps=p.kd_grid_steps)
-      ds = ex.sd_records(p, task, dist, kd_draft, root, gammas=(g,), temperatures=(T,))[0]
-      for curve, r, base in (("Speculative", spec, raw), ("DistillSpec", ds, dist)):
-        o = ex.outputs(p, task, base, T, root)
+      ds = ev.sd_records(p, task, dist, kd_draft, root, gammas=(g,), temperatures=(T,))[0]
+      arms[dec][f"DistillSpec {size} sd"] = figure.arm([dataclasses.asdict(ds)], ("tokens", "calls"))
+      lat[dec][f"DistillSpec {size} sd"] = (t_rel, ds.c, g)
+      for curve, r, base in (("Speculative", spec, "Raw"), ("DistillSpec", ds, "Distilled")):
+        o = ev.outputs(p, task, raw if base == "Raw" else dist, T, root)
         rows.append(dict(task=task, size=size, curve=curve, decoding=dec, relative_latency=t_rel / r.speedup_c,
-                         task_score=o["task_score"], target_ll=ll(o)))
-  return {NAME: pd.DataFrame(rows)}
+                         task_score=o["task_score"], target_ll=_ll(rows, size, dec, base)))
+  largest = p.garden[-1]
+  for dec, a in arms.items():
+    red = stats.bootstrap(lambda f: _reduction(f, lat[dec], largest, p.garden), a, seed=p.seed)
+    stat_rows.append(figure.stats_row(GARDEN, f"{task} {dec}", red, 1, next(iter(a.values())).n_prompts))
+  return {NAME: pd.DataFrame(rows), f"{NAME}_stats": figure.table(stat_rows)}
+
+
+def _ll(rows, size, dec, curve) -> float:
+  return next(r["target_ll"] for r in rows if r["size"] == size and r["decoding"] == dec and r["curve"] == curve)
+
+
+def _reduction(f: dict, lat: dict, largest: str, garden) -> float:
+  """Latency of the largest Raw model / the lowest latency of a DistillSpec point of about equal quality."""
+  ll = lambda name: float(f[name]["ll_sum"].sum() / max(f[name]["ll_n"].sum(), 1))
+  bar = ll(f"Raw {largest}") - LL_TOL
+  best = float("inf")
+  for size in garden[1:]:
+    key = f"DistillSpec {size} sd"
+    if key in f and ll(f"Distilled {size}") >= bar:
+      t_rel, c, g = lat[key]
+      best = min(best, t_rel * (c * g + 1) / figure.TAU(f[key]))
+  return lat[f"Raw {largest}"] / best if np.isfinite(best) else 0.0
 
 
 def plot(tables: dict):
@@ -93,40 +130,10 @@ def plot(tables: dict):
   return fig
 
 
-def claims(tables: dict) -> list:
-  c = figure.Claim(NAME, "DistillSpec cuts latency at about equal quality (model garden)",
-                   "17.3 -> 2.7 (XSum, 6.4x; ROUGE-2 23.1 -> 23.0), 15.0 -> 1.4 (GSM8K, 10.7x; acc. 33.1 -> 34.8)",
-                   f"per decoding: reduction = latency of the largest Raw model / lowest latency of a DistillSpec "
-                   f"point whose target_ll >= that model's - {LL_TOL}; yes: >= 2x in every decoding; partly: > 1x in "
-                   "some; no: otherwise")
-  df = tables[NAME]
-  if df is None or df.empty:
-    return [c]
-  parts, red = [], []
-  largest = list(dict.fromkeys(df["size"]))[-1]   # build lists the garden smallest first
-  for dec, g in df.groupby("decoding", sort=False):
-    raw = g[(g.curve == "Raw") & (g["size"] == largest)]
-    if raw.empty:
-      continue
-    big = raw.iloc[0]
-    ok = g[(g.curve == "DistillSpec") & (g.target_ll >= big.target_ll - LL_TOL)]
-    if ok.empty:
-      parts.append(f"{dec}: no DistillSpec point within {LL_TOL} nats")
-      red.append(0.0)
-      continue
-    best = ok.sort_values("relative_latency").iloc[0]
-    r = big.relative_latency / best.relative_latency
-    red.append(r)
-    parts.append(f"{dec}: {big.relative_latency:.2f} -> {best.relative_latency:.2f} ({r:.1f}x, {best['size']} "
-                 f"target), ll {big.target_ll:.2f} -> {best.target_ll:.2f}")
-  return [c.judged("; ".join(parts) or "n/a",
-                   "yes" if red and min(red) >= 2 else "partly" if any(r > 1 for r in red) else "no")]
-
-
 def key_numbers(tables: dict):
   return tables[NAME]
 
 
 SPEC = figure.FigureSpec(
     name=NAME, title="Fig. 6: model garden", paper="DistillSpec (arXiv 2310.08461), Fig. 6",
-    notebook="fig6_model_garden", panels=(NAME,), build=build, plot=plot, claims=claims, key_numbers=key_numbers)
+    notebook="fig6_model_garden", panels=(NAME,), build=build, plot=plot, claims=(GARDEN,), key_numbers=key_numbers)
