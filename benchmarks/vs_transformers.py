@@ -1,6 +1,10 @@
 """dsrepro vs HuggingFace transformers: greedy plain and speculative decoding of the same trained pair, on CPU.
 
   .venv/bin/python benchmarks/vs_transformers.py [--n-prompts 8] [--max-new-tokens 64] [--gamma 5] [--threads 1]
+      [--target-size small --draft-size nano] [--before-ref REV]
+
+``--before-ref REV`` first runs the benchmark as it was at git revision REV (that revision's dsrepro and script)
+with the same arguments and keeps its summary under "before" (``--before JSON`` takes an earlier output instead).
 
 Choices:
 * The pair. A byte-level BPE tokenizer (vocab 2048) trained on the GSM8K train split, a garden "micro" target and a
@@ -31,7 +35,12 @@ Choices:
 * Cost model: each framework's draft is also timed alone (plain greedy, same prompts), giving the draft / target
   per-token cost ratio c; a block costs about gamma * c + 1 target steps (the (gamma+1)-token verify call taken
   as one step), so the predicted SD speedup is tokens per block / (gamma * c + 1). At these tiny sizes decoding is
-  per-call overhead bound, so c is far above the parameter ratio and SD can lose to plain decoding.
+  per-call overhead bound, so c is far above the parameter ratio and SD can lose to plain decoding. That model
+  takes the verify call for one target step; on CPU a (gamma+1)-token call of a matmul-bound target costs ~2x a
+  1-token one, so dsrepro's summary also gives the latency-based prediction of benchmarks/speculative.py:
+  tau * t_target / (gamma * t_draft + t_verify) with the three in-loop latencies (``evaluate.latencies``,
+  in_loop=True) and the realized speedup over it. Both predictions ignore the prefill, which the end-to-end
+  times include (the target's for both decoders, the draft's as well for SD).
 * Identity: every method's tokens are compared with HF plain greedy (the reference) token for token; a mismatch
   is reported with its first position and the reference model's top-1 / top-2 logit margin there (a near tie
   that float differences between frameworks can flip). Also recorded: the max |logit| difference between the
@@ -139,6 +148,11 @@ def main():
   ap.add_argument("--draft-steps", type=int, default=300)
   ap.add_argument("--run-root", type=Path, default=Path("runs/bench"))
   ap.add_argument("--out", type=Path, default=OUT)
+  ap.add_argument("--before", type=Path, default=None,
+                  help="a JSON of this benchmark from earlier code: its summary is kept under 'before'")
+  ap.add_argument("--before-ref", default=None,
+                  help="first run this benchmark as of git revision REV (its dsrepro and this script, from git "
+                       "archive) with the same arguments, and keep that summary under 'before'")
   ap.add_argument("--prepare-only", action="store_true", help="only train / find the tokenizer and models")
   args = ap.parse_args()
   if args.prepare_only:
@@ -150,8 +164,28 @@ def main():
   dirs = run_dirs(args)
   if not all(runs.is_done(d) for d in dirs.values()):
     subprocess.run([sys.executable, __file__, "--prepare-only", *sys.argv[1:]], check=True)
+  if args.before_ref:
+    args.before = run_before(args.before_ref, sys.argv[1:])
   cores = pin_threads(args.threads)
   bench(args, dirs, cores)
+
+
+def run_before(rev: str, argv: list[str]) -> Path:
+  """Run this benchmark as of ``rev`` (``git archive`` of its dsrepro/ and this script, imported from there) with
+  ``argv`` minus --before-ref / --before / --out, in a child process; returns the JSON it wrote."""
+  import tempfile
+  drop = {"--before-ref", "--before", "--out"}
+  keep = [a for i, a in enumerate(argv) if a not in drop and (i == 0 or argv[i - 1] not in drop)]
+  root = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=Path(__file__).parent, check=True,
+                        capture_output=True, text=True).stdout.strip()
+  tmp = Path(tempfile.mkdtemp(prefix="vs_transformers_before_"))
+  archive = subprocess.run(["git", "archive", rev, "dsrepro", "benchmarks/vs_transformers.py"], cwd=root, check=True,
+                           capture_output=True).stdout
+  subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+  out = tmp / "before.json"
+  subprocess.run([sys.executable, str(tmp / "benchmarks" / "vs_transformers.py"), *keep, "--out", str(out)],
+                 check=True, env={**os.environ, "PYTHONPATH": str(tmp)})
+  return out
 
 
 def bench(args, dirs, cores):
@@ -262,6 +296,11 @@ def bench(args, dirs, cores):
   total = {m: sum(r["median_s"][m] for r in per_prompt) for m in METHODS + DRAFT_METHODS}
   tps = {m: n_tok / total[m] for m in METHODS + DRAFT_METHODS}
   acc = [a for r in per_prompt for a in r["ds_spec"]["accepted"]]
+  from dsrepro.sd import evaluate, theory
+  lat = evaluate.latencies(ds["target"], ds["draft"], G, context=int(np.mean(lens_N)) + N // 2, in_loop=True,
+                           cache_len=MAX_PROMPT + N + G + 1)
+  pred_lat = float(theory.predicted_speedup(n_tok / sum(r["ds_spec"]["target_calls"] for r in per_prompt),
+                                            lat["t_target"], lat["t_draft"], lat["t_verify"], G))
   hf_t = sum(r["hf_assisted"]["target_forward_calls"] for r in per_prompt)
   ds_t = sum(r["ds_spec"]["target_calls"] for r in per_prompt)
   c = {"hf": total["hf_draft_plain"] / total["hf_plain"], "ds": total["ds_draft_plain"] / total["ds_plain"]}
@@ -279,6 +318,9 @@ def bench(args, dirs, cores):
       "hf_assisted_tokens_per_target_call": n_tok / hf_t,
       "draft_target_cost_ratio_c": c,
       "predicted_sd_speedup": {k: per_block[k] / (G * c[k] + 1) for k in c},
+      "ds_in_loop_latencies": lat,
+      "predicted_sd_speedup_latency": pred_lat,
+      "ds_spec_realized_over_predicted_latency": (tps["ds_spec"] / tps["ds_plain"]) / pred_lat,
       "max_abs_logit_diff": max(logit_diffs), "min_top2_margin": min(margins),
   }
   cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
@@ -303,6 +345,11 @@ def bench(args, dirs, cores):
                  for r in ("target", "draft")},
       "summary": summary, "per_prompt": per_prompt,
   }
+  if args.before:
+    old = runs.read_json(args.before)
+    result["before"] = {"source": args.before_ref or str(args.before), "date": old.get("date"),
+                        "settings": old.get("settings"), "load_1m_5m_15m": old.get("load_1m_5m_15m"),
+                        "summary": old["summary"]}
   args.out.parent.mkdir(parents=True, exist_ok=True)
   runs.write_json(args.out, result)
   print_table(result)
@@ -334,6 +381,16 @@ def print_table(res: dict) -> None:
   c, pred = s["draft_target_cost_ratio_c"], s["predicted_sd_speedup"]
   print(f"draft/target cost ratio c: hf {c['hf']:.2f}, ds {c['ds']:.2f}; predicted SD speedup "
         f"(tokens per block / (gamma c + 1)): hf {pred['hf']:.2f}x, ds {pred['ds']:.2f}x")
+  lat = s["ds_in_loop_latencies"]
+  print(f"dsrepro in-loop latencies: draft {1e3 * lat['t_draft']:.3f} ms, target {1e3 * lat['t_target']:.3f} ms, "
+        f"verify ({st['gamma'] + 1} tokens) {1e3 * lat['t_verify']:.3f} ms; latency-based prediction "
+        f"{s['predicted_sd_speedup_latency']:.2f}x, realized / predicted "
+        f"{s['ds_spec_realized_over_predicted_latency']:.2f}")
+  if "before" in res:
+    b = res["before"]["summary"]
+    print(f"before ({res['before']['source']}): ds_plain {b['tokens_per_s']['ds_plain']:.1f} tok/s, ds_spec "
+          f"{b['tokens_per_s']['ds_spec']:.1f} tok/s, SD / plain {b['speedup_ds_spec_over_ds_plain']:.2f}x, matches "
+          f"{b['matches_vs_hf_plain']['ds_spec']}/{st['n_prompts']}")
 
 
 if __name__ == "__main__":

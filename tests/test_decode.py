@@ -85,3 +85,29 @@ def test_join_outputs_masks_exactly_the_output_tokens():
   assert wide.shape == (3, 9) and (wide[:, 7:] == 9).all() and wmask.sum() == num.sum()
   with pytest.raises(ValueError, match="does not fit the row width 6"):
     join_outputs(prompts, plen, out, num, pad_id=0, width=6)
+
+
+def test_write_rows_per_group_offsets_along_an_axis():
+  from dsrepro.models.kvcache import write_rows
+  buf = np.zeros((6, 2, 9), np.float32)          # 2 groups (batch rows) of 3 (kv heads), axis 2 = positions
+  new = np.arange(6 * 2 * 4, dtype=np.float32).reshape(6, 2, 4) + 1
+  out = np.asarray(write_rows(jnp.asarray(buf), jnp.asarray(new), jnp.array([1, 5]), axis=2))
+  want = buf.copy()
+  want[:3, :, 1:5], want[3:, :, 5:9] = new[:3], new[3:]
+  np.testing.assert_array_equal(out, want)
+  one = np.asarray(write_rows(jnp.asarray(buf[:3]), jnp.asarray(new[:3, :, :2]), jnp.array([7]), axis=2))
+  assert (one[:, :, 7:9] == new[:3, :, :2]).all() and one[:, :, :7].sum() == 0
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_head_weight_gives_the_models_logits(tied):
+  import dataclasses
+  from dsrepro.models.kvcache import init_cache
+  cfg = dataclasses.replace(CFG, tie_embeddings=tied, lm_head_bias=not tied)
+  model = make_model(cfg, 3)
+  toks = jax.random.randint(jax.random.key(5), (2, 6), 0, cfg.vocab_size)
+  cache = init_cache(cfg, 2, 12)
+  want, _ = model(toks, cache)
+  got, _ = model(toks, cache, model.head_weight())
+  assert model.head_weight().shape == (cfg.d_model, cfg.vocab_size)
+  np.testing.assert_allclose(got, want, atol=1e-5)

@@ -19,6 +19,12 @@ from dsrepro.models import hf
 REPO_ID = "EleutherAI/pythia-tiny-test"
 
 
+@pytest.fixture(autouse=True)
+def allow_fetching(monkeypatch):
+  """conftest.py sets DSREPRO_FETCH=0 for the suite; here every download function is a fake, so fetching is on."""
+  monkeypatch.delenv("DSREPRO_FETCH", raising=False)
+
+
 @pytest.fixture(scope="module")
 def neox_dir(tmp_path_factory):
   """A tiny random GPTNeoXForCausalLM (Pythia's architecture) saved as a HF directory."""

@@ -1,5 +1,6 @@
 """Every figure's plot, on small synthetic tables, draws and saves a non-empty PNG and PDF (no temporary files)."""
 import matplotlib.figure
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
@@ -13,7 +14,9 @@ from _synthetic import by_figure, tables
 @pytest.mark.parametrize("name", list(FIGURES))
 def test_plot_writes_png_and_pdf(tmp_path, name, nan_scores):
   t = by_figure(tables(nan_scores=nan_scores))[name]
-  assert isinstance(FIGURES[name].plot(t), matplotlib.figure.Figure)
+  fig = FIGURES[name].plot(t)
+  assert isinstance(fig, matplotlib.figure.Figure)
+  plt.close(fig)
   paths = figure.draw(FIGURES[name], t, tmp_path)
   assert [p.name for p in paths] == [f"{name}.png", f"{name}.pdf"]
   for p in paths:

@@ -8,7 +8,9 @@ frozen :class:`ModelConfig`.
 Call convention: ``logits_BxLxV, cache = model(tokens_BxL, cache)``. Without a cache the positions are 0..L-1 and
 attention is causal. With a cache, row b's tokens sit at positions ``cache.end_B[b] + (0..L-1)``; they are written
 into the cache, the returned cache has ``end_B + L``, and each query attends to every cached key at or before its
-own position. Rolling back is ``cache.rollback(new_end_B)``.
+own position. Rolling back is ``cache.rollback(new_end_B)``. A call is ``model.hidden`` (final-norm hidden states
+and cache) then ``model.logits``: callers that need few of the logits (a prefill: the last prompt token's) take
+the hidden states and project only those.
 """
 from __future__ import annotations
 
@@ -143,28 +145,40 @@ class Attention(nnx.Module):
     self.o = _linear(cfg, n * h, d, cfg.attn_out_bias, rngs, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
   def __call__(self, x_BxLxD, pos_BxL, mask_BxLxS, kv=None):
-    """kv: None (keys are this call's tokens) or (k_BxSxKxH, v_BxSxKxH, end_B): write then attend to the cache."""
+    """kv: None (keys are this call's tokens) or (k_BKxHxS, v_BKxSxH, end_B): write then attend to the cache."""
     cfg = self.cfg
     B, L, _ = x_BxLxD.shape
     N, K, H = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+    G = N // K
     q_BxLxNxH = rope(self.q(x_BxLxD).reshape(B, L, N, H), pos_BxL, cfg.rotary_dim, cfg.rope_theta)
     k_BxLxKxH = rope(self.k(x_BxLxD).reshape(B, L, K, H), pos_BxL, cfg.rotary_dim, cfg.rope_theta)
     v_BxLxKxH = self.v(x_BxLxD).reshape(B, L, K, H)
     if kv is None:
-      keys, values, new_kv = k_BxLxKxH, v_BxLxKxH, None
-    else:
-      k_cache, v_cache, end_B = kv
-      keys = write_rows(k_cache, k_BxLxKxH, end_B)
-      values = write_rows(v_cache, v_BxLxKxH, end_B)
-      new_kv = (keys, values)
-    G = N // K
-    q_BxLxKxGxH = q_BxLxNxH.reshape(B, L, K, G, H)
-    s_BxKxGxLxS = jnp.einsum("blkgh,bskh->bkgls", q_BxLxKxGxH, keys.astype(q_BxLxNxH.dtype),
-                             preferred_element_type=jnp.float32) / math.sqrt(H)
-    s_BxKxGxLxS = jnp.where(mask_BxLxS[:, None, None], s_BxKxGxLxS, jnp.finfo(jnp.float32).min)
-    w_BxKxGxLxS = jax.nn.softmax(s_BxKxGxLxS, axis=-1).astype(values.dtype)
-    out_BxLxKxGxH = jnp.einsum("bkgls,bskh->blkgh", w_BxKxGxLxS, values)
-    return self.o(out_BxLxKxGxH.reshape(B, L, N * H).astype(x_BxLxD.dtype)), new_kv
+      q_BxLxKxGxH = q_BxLxNxH.reshape(B, L, K, G, H)
+      s_BxKxGxLxS = jnp.einsum("blkgh,bskh->bkgls", q_BxLxKxGxH, k_BxLxKxH.astype(q_BxLxNxH.dtype),
+                               preferred_element_type=jnp.float32) / math.sqrt(H)
+      w_BxKxGxLxS = _masked_softmax(s_BxKxGxLxS, mask_BxLxS).astype(v_BxLxKxH.dtype)
+      out_BxLxKxGxH = jnp.einsum("bkgls,bskh->blkgh", w_BxKxGxLxS, v_BxLxKxH)
+      return self.o(out_BxLxKxGxH.reshape(B, L, N * H).astype(x_BxLxD.dtype)), None
+    # Cached path. The caches hold exactly the operands of attention's two batched products, batch and kv heads
+    # merged into one leading axis (kvcache.py): keys [B*K, H, S] and values [B*K, S, H]. Only this call's L new
+    # positions are transposed; the cache buffers are updated in place and read as they are.
+    k_cache_BKxHxS, v_cache_BKxSxH, end_B = kv
+    S = k_cache_BKxHxS.shape[-1]
+    keys_BKxHxS = write_rows(k_cache_BKxHxS, k_BxLxKxH.transpose(0, 2, 3, 1).reshape(B * K, H, L), end_B, axis=2)
+    values_BKxSxH = write_rows(v_cache_BKxSxH, v_BxLxKxH.transpose(0, 2, 1, 3).reshape(B * K, L, H), end_B, axis=1)
+    q_BKxGLxH = q_BxLxNxH.reshape(B, L, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B * K, G * L, H)
+    s_BKxGLxS = jnp.einsum("nmh,nhs->nms", q_BKxGLxH, keys_BKxHxS.astype(q_BxLxNxH.dtype),
+                           preferred_element_type=jnp.float32) / math.sqrt(H)
+    w_BxKxGxLxS = _masked_softmax(s_BKxGLxS.reshape(B, K, G, L, S), mask_BxLxS).astype(values_BKxSxH.dtype)
+    out_BKxGLxH = jnp.einsum("nms,nsh->nmh", w_BxKxGxLxS.reshape(B * K, G * L, S), values_BKxSxH)
+    out_BxLxNH = out_BKxGLxH.reshape(B, K, G, L, H).transpose(0, 3, 1, 2, 4).reshape(B, L, N * H)
+    return self.o(out_BxLxNH.astype(x_BxLxD.dtype)), (keys_BKxHxS, values_BKxSxH)
+
+
+def _masked_softmax(s_BxKxGxLxS, mask_BxLxS):
+  s_BxKxGxLxS = jnp.where(mask_BxLxS[:, None, None], s_BxKxGxLxS, jnp.finfo(jnp.float32).min)
+  return jax.nn.softmax(s_BxKxGxLxS, axis=-1)
 
 
 class MLP(nnx.Module):
@@ -218,7 +232,13 @@ class Transformer(nnx.Module):
       self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=cfg.lm_head_bias, dtype=jnp.dtype(cfg.dtype),
                                 param_dtype=pdt, kernel_init=_init(), rngs=rngs)
 
-  def __call__(self, tokens_BxL: jax.Array, cache: KVCache | None = None):
+  def __call__(self, tokens_BxL: jax.Array, cache: KVCache | None = None, head_DxV: jax.Array | None = None):
+    """``(logits_BxLxV float32, cache)``: ``logits(*hidden(tokens, cache))`` (see the module docstring)."""
+    h_BxLxD, cache = self.hidden(tokens_BxL, cache)
+    return self.logits(h_BxLxD, head_DxV), cache
+
+  def hidden(self, tokens_BxL: jax.Array, cache: KVCache | None = None):
+    """``(h_BxLxD, cache)``: the final-norm hidden states (the LM head's input) and the updated cache."""
     cfg = self.cfg
     B, L = tokens_BxL.shape
     start_B = jnp.zeros((B,), jnp.int32) if cache is None else cache.end_B
@@ -236,15 +256,35 @@ class Transformer(nnx.Module):
       if new_kv is not None:
         ks.append(new_kv[0])
         vs.append(new_kv[1])
-    h_BxLxD = self.ln_f(x_BxLxD)
-    if cfg.tie_embeddings:
-      logits_BxLxV = self.embed.attend(h_BxLxD.astype(jnp.dtype(cfg.dtype)))
-    else:
-      logits_BxLxV = self.lm_head(h_BxLxD.astype(jnp.dtype(cfg.dtype)))
-    logits_BxLxV = logits_BxLxV.astype(jnp.float32)
     if cache is not None:
       cache = KVCache(k=tuple(ks), v=tuple(vs), end_B=cache.end_B + L)
-    return logits_BxLxV, cache
+    return self.ln_f(x_BxLxD), cache
+
+  def logits(self, h_BxLxD: jax.Array, head_DxV: jax.Array | None = None) -> jax.Array:
+    """float32 logits of final-norm hidden states. ``head_DxV``: the output projection as ``head_weight()``
+    returns it, computed once outside a loop of multi-token calls (SD's verify); default: the model's own (the
+    tied [V, D] embedding, or lm_head)."""
+    cfg = self.cfg
+    h_BxLxD = h_BxLxD.astype(jnp.dtype(cfg.dtype))
+    if head_DxV is not None:
+      logits_BxLxV = jnp.dot(h_BxLxD, head_DxV)
+      if not cfg.tie_embeddings and cfg.lm_head_bias:
+        logits_BxLxV = logits_BxLxV + self.lm_head.bias[...]
+    elif cfg.tie_embeddings:
+      logits_BxLxV = self.embed.attend(h_BxLxD)
+    else:
+      logits_BxLxV = self.lm_head(h_BxLxD)
+    return logits_BxLxV.astype(jnp.float32)
+
+  def head_weight(self) -> jax.Array:
+    """The output projection as a [D, V] array: the tied embedding transposed (a copy) or the lm_head kernel.
+
+    For a loop of multi-token calls (SD's verify), made once outside the loop and passed as ``head_DxV``: the
+    logits are then a plain [L, D] x [D, V] product, where with the [V, D] embedding XLA:CPU repacked it on every
+    call (~15% of a 4-token call of the garden "micro" target)."""
+    if self.cfg.tie_embeddings:
+      return jnp.transpose(self.embed.embedding[...]).astype(jnp.dtype(self.cfg.dtype))
+    return self.lm_head.kernel[...].astype(jnp.dtype(self.cfg.dtype))
 
 
 def make_model(cfg: ModelConfig, seed: int = 0) -> Transformer:

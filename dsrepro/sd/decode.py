@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from dsrepro.errors import ConfigError
 from dsrepro.sd.sampling import Policy, gumbel_from_bits
 from dsrepro.models.kvcache import KVCache, init_cache
 
@@ -65,36 +66,60 @@ class DecodeOutput:
   num_B: jax.Array       # [B] number of generated tokens (EOS included)
 
 
-def check_prompts(prompt_BxP, prompt_len_B, need: int, max_len: int, what: str = "max_new_tokens") -> None:
-  """Validate prompt shapes/lengths eagerly: clear errors instead of silent cache overflow."""
+def check_prompts(prompt_BxP, prompt_len_B, need: int, max_len: int, what: str = "max_new_tokens",
+                  vocab_size: int | None = None) -> None:
+  """Validate prompts eagerly, on the host before jit: shapes, lengths (clear errors instead of silent cache
+  overflow) and token ids, which must lie in [0, vocab_size) (never negative when vocab_size is not given): an
+  out-of-vocabulary id would otherwise be clipped or zeroed silently by the embedding gather. Raises
+  errors.ConfigError (a ValueError) naming the offending value."""
   if prompt_BxP.ndim != 2:
-    raise ValueError(f"prompt must be [B, P], got shape {tuple(prompt_BxP.shape)}")
+    raise ConfigError(f"prompt must be [B, P], got shape {tuple(prompt_BxP.shape)}")
   if prompt_len_B.shape != (prompt_BxP.shape[0],):
-    raise ValueError(f"prompt_len has shape {tuple(prompt_len_B.shape)}; expected ({prompt_BxP.shape[0]},) to match "
-                     f"the prompt batch of shape {tuple(prompt_BxP.shape)}")
+    raise ConfigError(f"prompt_len has shape {tuple(prompt_len_B.shape)}; expected ({prompt_BxP.shape[0]},) to "
+                      f"match the prompt batch of shape {tuple(prompt_BxP.shape)}")
   lens = np.asarray(prompt_len_B)
   if lens.min() < 1 or lens.max() > prompt_BxP.shape[1]:
-    raise ValueError(f"prompt lengths must be in [1, {prompt_BxP.shape[1]}], got min {lens.min()} max {lens.max()}")
+    raise ConfigError(f"prompt lengths must be in [1, {prompt_BxP.shape[1]}], got min {lens.min()} max "
+                      f"{lens.max()}")
   total = prompt_BxP.shape[1] + need
   if total > max_len:
-    raise ValueError(f"prompt length {prompt_BxP.shape[1]} + {what} ({need}) = {total} exceeds the model context "
-                     f"max_len={max_len}")
+    raise ConfigError(f"prompt length {prompt_BxP.shape[1]} + {what} ({need}) = {total} exceeds the model context "
+                      f"max_len={max_len}")
+  ids = np.asarray(prompt_BxP)
+  hi = np.iinfo(np.int64).max if vocab_size is None else int(vocab_size)
+  bad = (ids < 0) | (ids >= hi)
+  if bad.any():
+    b, t = (int(i) for i in np.argwhere(bad)[0])
+    where = "in the prompt" if t < lens[b] else "in the padding after the prompt"
+    vocab = f"[0, {hi})" if vocab_size is not None else "[0, vocab_size)"
+    raise ConfigError(f"prompt token id {int(ids[b, t])} at row {b}, position {t} ({where}; {int(bad.sum())} bad "
+                      f"id(s) in all) is outside the model's vocabulary {vocab}; encode prompts with the model's "
+                      "own tokenizer and pad with its pad id")
+
+
+def random_bits(rng, shape):
+  """``(new rng state, uint32 bits of shape)``: one ``lax.rng_bit_generator`` call on the [4] uint32 state that the
+  decoding loops carry. Threefry: on CPU it draws a block's 12K words in ~40 us, the default (Philox) in ~115 us
+  (benchmarks/speculative.py)."""
+  return lax.rng_bit_generator(rng, shape, dtype=jnp.uint32, algorithm=lax.RandomAlgorithm.RNG_THREE_FRY)
 
 
 def sample_step(logits_BxV, rng, policy: Policy):
   """One token per row from logits; returns (token_B, new rng state). Greedy draws no bits."""
   if policy.greedy:
     return policy.sample(logits_BxV, None), rng
-  rng, bits_BxV = lax.rng_bit_generator(rng, logits_BxV.shape, dtype=jnp.uint32)
+  rng, bits_BxV = random_bits(rng, logits_BxV.shape)
   return policy.sample(logits_BxV, gumbel_from_bits(bits_BxV)), rng
 
 
 def prefill(model, prompt_BxP, prompt_len_B, cache_len: int) -> tuple[jax.Array, KVCache]:
-  """Run the prompt through the model; returns logits at each row's last prompt token and the cache (end=len)."""
+  """Run the prompt through the model; returns logits at each row's last prompt token and the cache (end=len).
+
+  Only those B rows go through the LM head (a [B, D] x [D, V] product, not [B*P, D] x [D, V])."""
   cache = init_cache(model.cfg, prompt_BxP.shape[0], cache_len)
-  logits_BxPxV, cache = model(prompt_BxP, cache)
-  last_BxV = jnp.take_along_axis(logits_BxPxV, (prompt_len_B - 1)[:, None, None], axis=1)[:, 0]
-  return last_BxV, cache.rollback(prompt_len_B)
+  h_BxPxD, cache = model.hidden(prompt_BxP, cache)
+  last_Bx1xD = jnp.take_along_axis(h_BxPxD, (prompt_len_B - 1)[:, None, None], axis=1)
+  return model.logits(last_Bx1xD)[:, 0], cache.rollback(prompt_len_B)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
@@ -131,7 +156,7 @@ def generate(model, prompt_BxP, prompt_len_B, cfg: DecodeConfig, key=None) -> De
   """Decode up to cfg.max_new_tokens tokens per row after each row's prompt (batched, KV-cached, jitted)."""
   prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
   prompt_len_B = jnp.asarray(prompt_len_B, jnp.int32)
-  check_prompts(prompt_BxP, prompt_len_B, cfg.max_new_tokens, model.cfg.max_len)
+  check_prompts(prompt_BxP, prompt_len_B, cfg.max_new_tokens, model.cfg.max_len, vocab_size=model.cfg.vocab_size)
   key = jax.random.key(0) if key is None else key
   return _generate(model, prompt_BxP, prompt_len_B, key, cfg)
 

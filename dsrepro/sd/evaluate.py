@@ -108,10 +108,11 @@ def forward_latency(model, n_tokens: int, context: int = 128, reps: int = 30, cl
 
 @functools.partial(jax.jit, static_argnames=("n_tokens", "calls"))
 def _loop(model, cache, n_tokens, calls):
+  head_DxV = model.head_weight() if n_tokens > 1 else None  # multi-token calls as SD's verify makes them
   def body(i, c):
     cache, acc = c
     tok = (i + (acc > 0).astype(jnp.int32)) % 2   # depends on the last logits: nothing is hoisted
-    logits_BxLxV, cache = model(jnp.full((1, n_tokens), tok, jnp.int32), cache)
+    logits_BxLxV, cache = model(jnp.full((1, n_tokens), tok, jnp.int32), cache, head_DxV)
     # consume ALL logits (a single entry would let XLA slice the LM head down to one column)
     return cache.rollback(cache.end_B - n_tokens), acc + jnp.max(logits_BxLxV)
   return lax.fori_loop(0, calls, body, (cache, jnp.float32(0)))[1]
@@ -126,7 +127,8 @@ def loop_latency(model, n_tokens: int, context: int = 128, cache_len: int | None
   call sees the same context). Per-call time = (min time of 2 + calls forwards - min time of 2 forwards) / calls:
   the difference cancels Python dispatch and the minimum over ``reps`` runs discards interference from other
   processes. ``cache_len`` (default context + n_tokens) is the buffer length attention runs over (SD allocates
-  prompt + max_new_tokens + gamma + 1)."""
+  prompt + max_new_tokens + gamma + 1). Calls of more than one token get the output projection precomputed
+  outside the loop (``Transformer.head_weight``), as SD's verify call does."""
   cache_len = context + n_tokens if cache_len is None else cache_len
   if cache_len < context + n_tokens:
     raise ValueError(f"cache_len={cache_len} < context + n_tokens = {context + n_tokens}")
@@ -223,4 +225,4 @@ def wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg: SpecConfig, key, 
   return dict(plain_s_per_token=plain_tok, sd_s_per_token=sd_tok, speedup=plain_tok / sd_tok, tau=summ["tau"],
               alpha_hat=summ["alpha_hat"], tokens_plain=sum(n_plain), tokens_sd=sum(n_sd),
               target_calls=sum(calls), sd_s_per_block=t_sd.sum() / sum(calls), plain_s_N=t_plain.tolist(),
-              sd_s_N=t_sd.tolist())
+              sd_s_N=t_sd.tolist(), plain_tokens_N=n_plain, sd_tokens_N=n_sd)

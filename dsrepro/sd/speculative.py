@@ -1,38 +1,47 @@
 """Speculative sampling (Leviathan et al. 2023; DistillSpec Alg. A.1): lossless, greedy and lossy, batched, jitted.
 
-One block for row b, whose sequence so far is ``x[0..n]`` (``last = x[n]`` not yet in either cache):
+One block for row b, whose sequence so far is ``x[0..n]`` (``last = x[n]``; both caches hold x[0..n-1]):
 
-1. Draft gamma tokens with the draft's KV cache. The first draft call feeds two tokens ``x[n-1], x[n]`` at
-   positions n-1, n (rewriting x[n-1] is harmless: same token, same context); this keeps the draft cache complete
-   even when the previous block accepted everything, at the price of a 2-token instead of a 1-token call.
-   Later calls feed one token each: gamma draft calls per block in total.
+1. Draft gamma tokens with the draft's KV cache, one 1-token call each: x[n] (at position n), then y_1 ..
+   y_{gamma-1}.
 2. Verify: ONE target call over ``x[n], y_1 .. y_gamma`` (gamma + 1 positions) gives p_1 .. p_{gamma+1}.
 3. Accept y_i while ``u_i * q_i(y_i) < f(p_i(y_i), eps)`` (i.e. u_i < min(1, f/q)); a = number accepted.
 4. a < gamma: emit z ~ norm(max(0, p_{a+1} - q_{a+1})) (p_{a+1} if that is all zero); a == gamma: z ~ p_{gamma+1}.
    Greedy (temperature 0): accept while y_i == argmax p_i, z = argmax p_{a+1}: output == greedy target decoding.
-5. Emit y_1..y_a, z; roll both caches back to the new length - 1 (the new last token is fed next block).
+5. Emit y_1..y_a, z; roll both caches back to the new length - 1 (the new last token is fed next block). A row
+   that accepted all gamma drafts lacks y_gamma in its draft cache: one extra 1-token draft call (``_catch_up``,
+   only in blocks where some row needs it) writes it.
 
 Lenience (lossy SD, DistillSpec Sec. 5.3): f_lin = p / eps, f_sq = p / eps^2, f_exp = p^eps; eps = 1 is lossless.
 eps is a traced argument (sweeping it does not recompile); lenience must be 1 in greedy mode.
 
 Rows advance independently (own accepted lengths, own EOS / max_new_tokens). Stats per row: accepted count per
-block (``accepted_BxK``, -1 for blocks not run), target calls, draft calls.
+block (``accepted_BxK``, -1 for blocks not run), target calls, draft calls (gamma per block; the catch-up calls,
+which only write the cache, are not counted).
 
-Speed choices (CPU, batch 1; see benchmarks/speculative.py): the loop is one ``lax.while_loop`` with no host sync
-and one trace per (shapes, SpecConfig) (``TRACE_COUNT``).
+Speed choices (CPU, batch 1; ``benchmarks/speculative.py`` measures a per-block breakdown with jax.profiler and
+the compiled HLO): the loop is one ``lax.while_loop`` with no host sync and one trace per (shapes, SpecConfig)
+(``TRACE_COUNT``).
+* KV caches are updated in place: their layout (models/kvcache.py) is what attention's products read, so the
+  compiled loop body holds no copy of a cache (tests/test_speculative.py checks the HLO). Before, XLA transposed
+  (and, with a [B, K, H, S] layout, copied three times) every layer's cache on every model call.
+* No 2-token draft call: the catch-up call above replaces feeding ``x[n-1], x[n]`` at the start of every block
+  (on CPU a 2-row call of a tiny draft goes through the matmul library's packing path and costs ~2 1-row calls).
+* The verify call gets the target's output projection as a [D, V] array made once per call
+  (``Transformer.head_weight``): with the tied [V, D] embedding XLA:CPU repacked it on every verify.
 * Randomness: ``key`` seeds a ``lax.rng_bit_generator`` state carried in the loop; each block draws ALL its random
-  bits in one op (gamma + 1 Gumbel vectors for the draft samples and the correction/bonus token, gamma uniforms
-  for the accept tests). jax.random's threefry is lowered on CPU as a rolled while loop per call, and the
-  split/fold_in/categorical/uniform calls made ~8 such loops per block. Sampling is Gumbel-max (argmax of
-  logits / T + Gumbel), the rule of ``jax.random.categorical``, so samples are exact; the stream differs from
-  jax.random's for a given key. Greedy mode draws no random bits.
-* The draft probs q are one softmax over the stacked [B, gamma, V] logits after drafting (not gamma small ones).
-* Batch-1 updates of seq / out / accepted are dynamic_update_slices, not scatters.
+  bits in one op (``decode.random_bits``, threefry: ~3x faster on CPU than the default): gamma + 1 Gumbel vectors
+  for the draft samples and the correction/bonus token, gamma uniforms for the accept tests. Sampling is
+  Gumbel-max (argmax of logits / T + Gumbel), the rule of ``jax.random.categorical``, so samples are exact; the
+  stream differs from jax.random's for a given key. Greedy mode draws no random bits.
+* The draft probs q_i come from the same logits right where y_i is sampled; greedy, XLA merges the two argmaxes.
+* Batch-1 updates of seq / out / accepted / caches are dynamic_update_slices, not scatters.
 * The models go to ``jax.jit`` as pytrees (NNX modules are pytrees): ~0.5 ms of Python per model and call,
   against ~5 ms for ``nnx.split`` plus hashing a static graph definition.
-What is left beyond the model calls (benchmarks/results/speculative.json): ~2-3% of a block for sampling and
-accept/reject, <1% for the 2-token first draft call, and ~6-7% because the target's weights stream evicts the
-draft's from the CPU caches between blocks (the isolated t_draft is measured hot).
+What is left beyond the model calls (benchmarks/results/speculative.json): the argmaxes (XLA:CPU's argmax, a
+variadic reduce, costs ~4 ns per element: ~55 us for the [6, 2048] verify logits), the catch-up call, a few
+dozen small bookkeeping ops, and the draft running slower in the loop than alone because the target's weight
+stream evicts the draft's from the CPU caches.
 """
 from __future__ import annotations
 
@@ -45,7 +54,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dsrepro.sd.decode import check_prompts, prefill
+from dsrepro.sd.decode import check_prompts, prefill, random_bits
 from dsrepro.sd.sampling import Policy, gumbel_from_bits, uniform_from_bits
 from dsrepro.models.kvcache import KVCache, write_rows
 from dsrepro.models.transformer import check_same_vocab
@@ -98,8 +107,8 @@ class SpecState:
   done_B: jax.Array          # [B] bool
   accepted_BxK: jax.Array    # [B, K] int32 accepted draft tokens per block, -1 = block not run
   blocks_B: jax.Array        # [B] int32 blocks run = target calls (after the prefill)
-  t_cache: KVCache
-  d_cache: KVCache
+  t_cache: KVCache           # target cache, holding seq[:len - 1] (end_B = len_B - 1)
+  d_cache: KVCache           # draft cache, holding seq[:len - 1]
   step: jax.Array            # [] int32 loop iteration
   rng: jax.Array             # [4] uint32 lax.rng_bit_generator state
 
@@ -124,34 +133,39 @@ def _block_noise(rng, B: int, V: int, cfg: SpecConfig):
   if cfg.policy.greedy:
     return rng, None, jnp.full((B, cfg.gamma), 0.5, jnp.float32)
   G = cfg.gamma
-  rng, bits = lax.rng_bit_generator(rng, (B, (G + 1) * V + G), dtype=jnp.uint32)
+  rng, bits = random_bits(rng, (B, (G + 1) * V + G))
   g_BxG1xV = gumbel_from_bits(bits[:, :(G + 1) * V]).reshape(B, G + 1, V)
   return rng, g_BxG1xV, uniform_from_bits(bits[:, (G + 1) * V:])
 
 
-def _draft(d_model, s: SpecState, cfg: SpecConfig, g_BxG1xV):
-  """gamma draft tokens per row; returns y_BxG, draft probs q_BxGxV and the draft cache.
+def _draft(d_model, last_B, d_cache: KVCache, cfg: SpecConfig, g_BxG1xV):
+  """gamma draft tokens per row from the last token ``last_B`` (fed at the draft cache's end); returns y_BxG, the
+  draft probs q_BxGxV and the draft cache (holding the last token and y_1 .. y_{G-1}).
 
-  g_BxG1xV: Gumbel noise (None when greedy); draft token i is argmax(logits / T + g[:, i])."""
-  n_B = s.len_B - 1                                  # position of the last token
-  has_prev = n_B >= 1
-  prev_B = _take(s.seq_BxS, jnp.maximum(n_B - 1, 0))
-  last_B = _take(s.seq_BxS, n_B)
-  feed_Bx2 = jnp.where(has_prev[:, None], jnp.stack([prev_B, last_B], 1),
-                       jnp.stack([last_B, jnp.full_like(last_B, cfg.pad_id)], 1))
-  cache = s.d_cache.rollback(jnp.maximum(n_B - 1, 0))
-  logits_Bx2xV, cache = d_model(feed_Bx2, cache)
-  logits_BxV = jnp.where(has_prev[:, None], logits_Bx2xV[:, 1], logits_Bx2xV[:, 0])
-  cache = cache.rollback(n_B + 1)
-  ys, logits = [], []
+  g_BxG1xV: Gumbel noise (None when greedy); draft token i is ``policy.sample(logits_i, g[:, i])``. Each step's
+  probs come from the same logits right where they are sampled: when greedy, XLA merges the argmax of ``sample``
+  and of ``probs`` (one argmax per step instead of a second pass over the stacked [B, G, V] logits)."""
+  tok_B, ys, qs = last_B, [], []
   for i in range(cfg.gamma):
-    if i > 0:
-      logits_Bx1xV, cache = d_model(ys[-1][:, None], cache)
-      logits_BxV = logits_Bx1xV[:, 0]
-    logits.append(logits_BxV)
-    ys.append(cfg.policy.sample(logits_BxV, None if g_BxG1xV is None else g_BxG1xV[:, i]))
-  # one softmax over the stacked [B, G, V] logits: fewer small ops than G separate ones
-  return jnp.stack(ys, 1), cfg.policy.probs(jnp.stack(logits, 1)), cache
+    logits_Bx1xV, d_cache = d_model(tok_B[:, None], d_cache)
+    tok_B = cfg.policy.sample(logits_Bx1xV[:, 0], None if g_BxG1xV is None else g_BxG1xV[:, i])
+    ys.append(tok_B)
+    qs.append(cfg.policy.probs(logits_Bx1xV[:, 0]))
+  return jnp.stack(ys, 1), jnp.stack(qs, 1), d_cache
+
+
+def _catch_up(d_model, d_cache: KVCache, seq_BxS, len_B, need_B):
+  """Write the draft KV of ``x[len - 2]`` at position len - 2 when some row ``need``s it, in one 1-token call.
+
+  A block's draft calls cache the last token and y_1 .. y_{G-1}; when a row accepts all G drafts, y_G (now
+  x[len - 2]) is missing from its draft cache. For the other rows position len - 2 already holds x[len - 2]
+  with the same prefix, so rewriting it is harmless: one call serves the whole batch, without the LM head.
+  Skipped (``lax.cond``) when no row needs it: then the draft made only gamma 1-token
+  calls in the block."""
+  def write(cache):
+    pos_B = len_B - 2
+    return d_model.hidden(_take(seq_BxS, pos_B)[:, None], cache.rollback(pos_B))[1]
+  return lax.cond(jnp.any(need_B), write, lambda cache: cache, d_cache)
 
 
 def _verify(p_BxG1xV, q_BxGxV, y_BxG, eps, u_BxG, g_BxV, cfg: SpecConfig):
@@ -184,18 +198,20 @@ def _speculative(target, draft, prompt_BxP, prompt_len_B, key, eps, cfg: SpecCon
   _, d_cache = prefill(draft, prompt_BxP, prompt_len_B, S)
   seq = jnp.full((B, S), cfg.pad_id, jnp.int32).at[:, :P].set(prompt_BxP)
   eos = -1 if cfg.eos_id is None else cfg.eos_id
+  head_DxV = target.head_weight()  # once per call, not per verify (Transformer.head_weight)
   init = SpecState(seq_BxS=seq, len_B=prompt_len_B, out_BxM=jnp.full((B, N + G + 1), cfg.pad_id, jnp.int32),
                    num_B=jnp.zeros((B,), jnp.int32), done_B=jnp.zeros((B,), bool),
                    accepted_BxK=jnp.full((B, N), -1, jnp.int32), blocks_B=jnp.zeros((B,), jnp.int32),
-                   t_cache=t_cache.rollback(prompt_len_B - 1), d_cache=d_cache, step=jnp.int32(0),
-                   rng=jax.random.bits(key, (4,), jnp.uint32))
+                   t_cache=t_cache.rollback(prompt_len_B - 1), d_cache=d_cache.rollback(prompt_len_B - 1),
+                   step=jnp.int32(0), rng=jax.random.bits(key, (4,), jnp.uint32))
 
   def body(s: SpecState) -> SpecState:
     rng, g_BxG1xV, u_BxG = _block_noise(s.rng, B, q_vocab, cfg)
-    y_BxG, q_BxGxV, d_cache = _draft(draft, s, cfg, g_BxG1xV)
-    n_B = s.len_B - 1
-    feed_BxG1 = jnp.concatenate([_take(s.seq_BxS, n_B)[:, None], y_BxG], axis=1)
-    logits_BxG1xV, t_cache = target(feed_BxG1, s.t_cache.rollback(n_B))
+    last_B = _take(s.seq_BxS, s.len_B - 1)
+    with jax.named_scope("draft"):
+      y_BxG, q_BxGxV, d_cache = _draft(draft, last_B, s.d_cache, cfg, g_BxG1xV)
+    with jax.named_scope("verify"):
+      logits_BxG1xV, t_cache = target(jnp.concatenate([last_B[:, None], y_BxG], axis=1), s.t_cache, head_DxV)
     p_BxG1xV = cfg.policy.probs(logits_BxG1xV)
     a_B, z_B = _verify(p_BxG1xV, q_BxGxV, y_BxG, eps, u_BxG, None if g_BxG1xV is None else g_BxG1xV[:, G], cfg)
     # emitted block: y_1..y_a then z, padded to G + 1
@@ -211,14 +227,16 @@ def _speculative(target, draft, prompt_BxP, prompt_len_B, key, eps, cfg: SpecCon
     active = ~s.done_B
     count_B = jnp.where(active, count_B, 0)
     emit_BxG1 = jnp.where(idx_G1 < count_B[:, None], emit_BxG1, cfg.pad_id)
-    out = write_rows(s.out_BxM[..., None, None], emit_BxG1[..., None, None], s.num_B)[..., 0, 0]
-    seq = write_rows(s.seq_BxS[..., None, None], emit_BxG1[..., None, None], s.len_B)[..., 0, 0]
+    out = write_rows(s.out_BxM, emit_BxG1, s.num_B)
+    seq = write_rows(s.seq_BxS, emit_BxG1, s.len_B)
     num_B = s.num_B + count_B
     len_B = s.len_B + count_B
     done_B = s.done_B | (active & (hit_eos_B | (num_B >= N)))
+    with jax.named_scope("draft"):
+      d_cache = _catch_up(draft, d_cache, seq, len_B, (a_B == G) & ~done_B)
     blk_B = jnp.minimum(s.blocks_B, N - 1)
     acc_B = jnp.where(active, a_B, _take(s.accepted_BxK, blk_B))
-    accepted = write_rows(s.accepted_BxK[..., None, None], acc_B[:, None, None, None], blk_B)[..., 0, 0]
+    accepted = write_rows(s.accepted_BxK, acc_B[:, None], blk_B)
     return SpecState(seq_BxS=seq, len_B=len_B, out_BxM=out, num_B=num_B, done_B=done_B, accepted_BxK=accepted,
                      blocks_B=s.blocks_B + active.astype(jnp.int32), t_cache=t_cache.rollback(len_B - 1),
                      d_cache=d_cache.rollback(len_B - 1), step=s.step + 1, rng=rng)
@@ -240,6 +258,6 @@ def speculative_generate(target, draft, prompt_BxP, prompt_len_B, cfg: SpecConfi
   prompt_len_B = jnp.asarray(prompt_len_B, jnp.int32)
   max_len = min(target.cfg.max_len, draft.cfg.max_len)
   check_prompts(prompt_BxP, prompt_len_B, cfg.max_new_tokens + cfg.gamma + 1, max_len,
-                what="max_new_tokens + gamma + 1")
+                what="max_new_tokens + gamma + 1", vocab_size=target.cfg.vocab_size)
   key = jax.random.key(0) if key is None else key
   return _speculative(target, draft, prompt_BxP, prompt_len_B, key, jnp.float32(eps), cfg)
