@@ -53,7 +53,7 @@ if "google.colab" in sys.modules:
   os.environ.setdefault("DSREPRO_DATA", "/content/data")
 
 # %% tags=["parameters"]
-# profile: smoke | quick | full (full = the larger profile, for a GPU / TPU runtime)
+# profile: smoke | quick | cpu | full | pythia (see dsrepro/repro/profiles.py; full and pythia want a GPU / TPU)
 profile = "quick"
 # tasks: comma-separated override of the profile's DOMAINS (domain_tasks) such as gsm8k,mbpp; empty = the profile's
 tasks = ""

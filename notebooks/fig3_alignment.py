@@ -38,7 +38,7 @@ if "google.colab" in sys.modules:
   os.environ.setdefault("DSREPRO_DATA", "/content/data")
 
 # %% tags=["parameters"]
-# profile: smoke | quick | full (full = the larger profile, for a GPU / TPU runtime)
+# profile: smoke | quick | cpu | full | pythia (see dsrepro/repro/profiles.py; full and pythia want a GPU / TPU)
 profile = "quick"
 # tasks: comma-separated override such as gsm8k,xsum; empty = the profile's tasks
 tasks = ""
