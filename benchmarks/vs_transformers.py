@@ -285,7 +285,8 @@ def bench(args, dirs, cores):
     logit_diffs.append(float(np.abs(hf_logits - ds_logits).max()))
     margins.append(float(margin.min()))
     row = {"id": examples[i].id, "prompt_len": int(lens_N[i]), "max_abs_logit_diff": logit_diffs[-1],
-           "min_top2_margin": margins[-1], "median_s": {m: statistics.median(times[m, i]) for m in METHODS + DRAFT_METHODS}}
+           "min_top2_margin": margins[-1],
+           "median_s": {m: statistics.median(times[m, i]) for m in METHODS + DRAFT_METHODS}}
     for m in METHODS:
       pos = first_mismatch(tokens[m, i], ref)
       row[m] = {"match": pos is None, "first_mismatch": pos, **stats[m, i]}

@@ -3,8 +3,8 @@
 Choices:
 * Our tokenizer is GPT-2 style byte-level BPE (HF ``tokenizers``): ByteLevel pre-tokenizer with
   ``add_prefix_space=False`` and the GPT-2 split regex, ByteLevel decoder, all 256 bytes in the initial alphabet (so
-  every string round-trips), special tokens ``<pad>``, ``<bos>``, ``<eos>`` = ids 0, 1, 2, and no post-processor: special
-  tokens are never added implicitly, :func:`encode_examples` adds them itself.
+  every string round-trips), special tokens ``<pad>``, ``<bos>``, ``<eos>`` = ids 0, 1, 2, and no post-processor:
+  special tokens are never added implicitly, :func:`encode_examples` adds them itself.
 * Tokenizers loaded from an HF directory with no pad token use eos as pad, and with no bos token use eos as bos (the
   GPT-2 / Pythia ``<|endoftext|>`` convention). Masks are built from positions, never by comparing ids, so pad == eos
   is harmless.
@@ -149,9 +149,9 @@ def encode_examples(tok, examples: Sequence, max_prompt_len: int, max_target_len
                     pad_multiple: int = 8) -> Encoded:
   """Encodes objects with ``.prompt`` and ``.target`` (e.g. data.Example) into an :class:`Encoded` batch.
 
-  The prompt (bos counted) is cut in the middle to ``max_prompt_len`` tokens (``_prompt_rows``); target + eos is cut from
-  the right to ``max_target_len`` (so a cut target has no eos). L = ``pad_to`` if given, else the longest row rounded
-  up to a multiple of ``pad_multiple`` (fewer distinct shapes, fewer jit recompiles)."""
+  The prompt (bos counted) is cut in the middle to ``max_prompt_len`` tokens (``_prompt_rows``); target + eos is
+  cut from the right to ``max_target_len`` (so a cut target has no eos). L = ``pad_to`` if given, else the longest
+  row rounded up to a multiple of ``pad_multiple`` (fewer distinct shapes, fewer jit recompiles)."""
   _check_len("max_prompt_len", max_prompt_len)
   _check_len("max_target_len", max_target_len)
   if not examples:

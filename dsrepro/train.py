@@ -12,10 +12,10 @@ Choices:
   the optax state, both DONATED (updated in place: one copy of each in memory, not two). Batch arrays are split
   along axis 0 over every device of the ``mesh``; XLA inserts the gradient reduction because the loss is a mean
   over the global batch. The default mesh (``make_mesh()``: all devices on "data", fsdp size 1) replicates params /
-  optimizer state / frozen state (data parallel). A ``dsrepro.sharding.make_mesh(fsdp=k)`` mesh splits them over its "fsdp" axis
-  (FSDP: each array along its largest dimension divisible by k, small ones replicated; ``sharding.ShardingRules``),
-  the step's outputs pinned to the same split; optimizer state is created directly in its split
-  (``jax.jit(tx.init, out_shardings=...)``) and checkpoints restore into it. Several processes (hosts) run the
+  optimizer state / frozen state (data parallel). A ``dsrepro.sharding.make_mesh(fsdp=k)`` mesh splits them over
+  its "fsdp" axis (FSDP: each array along its largest dimension divisible by k, small ones replicated;
+  ``sharding.ShardingRules``), the step's outputs pinned to the same split; optimizer state is created directly in
+  its split (``jax.jit(tx.init, out_shardings=...)``) and checkpoints restore into it. Several processes (hosts) run the
   same loop on the global mesh after ``sharding.initialize_distributed()``.
 - Resume is exact: a checkpoint holds params, optimizer state and the step; the batch for step s depends only on
   (seed, s, model at step s); the jitted program is the same. So the parameters after N steps are bit-identical

@@ -185,7 +185,8 @@ MULTI_PROCESS = textwrap.dedent("""
   from dsrepro.train import TrainConfig, sft_loss, train_loop
   cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=16)
   tokens = np.random.default_rng(0).integers(0, 64, (16, 16)).astype(np.int32)
-  batch_fn = lambda step, model, key: {"tokens": np.roll(tokens, 3 * step, 0), "loss_mask": np.ones((16, 16), np.float32)}
+  mask = np.ones((16, 16), np.float32)
+  batch_fn = lambda step, model, key: {"tokens": np.roll(tokens, 3 * step, 0), "loss_mask": mask}
   tc = TrainConfig(steps=3, batch_size=16, learning_rate=1e-2, optimizer="adamw", ckpt_every=2, log_every=1)
   train_loop(make_model(cfg, 0), sft_loss, batch_fn, tc, sys.argv[1], mesh=sharding.make_mesh(fsdp=4),
              rules=sharding.ShardingRules(min_size=256))

@@ -19,7 +19,8 @@ import numpy as np
 
 from dsrepro.kd.divergences import DIVERGENCES
 
-__all__ = ["DATA_SOURCES", "KDConfig", "ALGORITHMS", "LABELS", "DISTILLSPEC", "SUPERVISED", "SFT", "GRID_DATA", "grid_config",
+__all__ = ["DATA_SOURCES", "KDConfig", "ALGORITHMS", "LABELS", "DISTILLSPEC", "SUPERVISED", "SFT", "GRID_DATA",
+           "grid_config",
            "grid_cells", "model_generated"]
 
 DATA_SOURCES = ("ground_truth", "teacher", "student", "teacher+student", "ground_truth+student")

@@ -38,7 +38,8 @@ from safetensors.flax import save_file
 from dsrepro.models.hf_config import ARCHS, export_arch, hf_config_kwargs, hf_config_to_model_config, model_type
 from dsrepro.models.transformer import ModelConfig, Transformer, make_model
 
-__all__ = ["checkpoint_fingerprint", "import_hf", "export_hf", "load_tokenizer", "weight_spec", "hf_config_to_model_config", "ARCHS"]
+__all__ = ["checkpoint_fingerprint", "import_hf", "export_hf", "load_tokenizer", "weight_spec",
+           "hf_config_to_model_config", "ARCHS"]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")

@@ -21,7 +21,8 @@ from dsrepro.repro import stats
 from dsrepro.repro.profiles import Profile
 from dsrepro.runs import atomic_path
 
-__all__ = ["NOT_RUN", "ClaimDef", "Claim", "stats_row", "judge", "FigureSpec", "save_tables", "load_tables", "draw", "make",
+__all__ = ["NOT_RUN", "ClaimDef", "Claim", "stats_row", "judge", "FigureSpec", "save_tables", "load_tables", "draw",
+           "make",
            "records", "table", "distilled", "wide"]
 
 NOT_RUN = "not run at this profile"

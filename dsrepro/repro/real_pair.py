@@ -145,7 +145,8 @@ def _as_tuple(x, cast) -> tuple:
 
 
 def distill_real_pair(target_path, draft_path, task: str = "gsm8k", method: str = "distillspec",
-                      algorithm: str = recipes.DISTILLSPEC, steps: int = 200, batch_size: int = 8, learning_rate: float = 0.02,
+                      algorithm: str = recipes.DISTILLSPEC, steps: int = 200, batch_size: int = 8,
+                      learning_rate: float = 0.02,
                       n_train: int = 2000, n_eval: int = 64, max_prompt_len: int = 128, max_new_tokens: int = 64,
                       gammas=(3, 5, 7), temperatures=(0.0, 1.0), run_dir=None, seed: int = 0, *,
                       max_target_len: int | None = None, adaspec_k: float = 0.4, target_dtype: str = "float32",
@@ -178,8 +179,8 @@ def distill_real_pair(target_path, draft_path, task: str = "gsm8k", method: str 
     recipe = dict(kd=kd)
   else:
     recipe = dict(k=adaspec_k)
-  cfg = dict(target=checkpoint_fingerprint(t_path), draft=checkpoint_fingerprint(d_path), target_dtype=target_dtype, task=task,
-             method=method, train=tcfg, n_train=n_train, max_prompt_len=max_prompt_len,
+  cfg = dict(target=checkpoint_fingerprint(t_path), draft=checkpoint_fingerprint(d_path), target_dtype=target_dtype,
+             task=task, method=method, train=tcfg, n_train=n_train, max_prompt_len=max_prompt_len,
              max_target_len=max_target_len, **recipe)
   rdir = runs.run_dir_for(run_dir, f"realpair-{method}", cfg)
   print(f"[dsrepro] real pair {method} on {task} -> {rdir}", flush=True)
@@ -217,7 +218,8 @@ def _evaluate(target, drafts: dict, d: dict, gammas, temperatures, max_new_token
                             batch_size=eval_batch)["summary"]
         L = lat[g]
         rows.append(dict(draft=name, decoding=decoding_label(T), temperature=T, gamma=g,
-                         alpha_hat=s["alpha_hat"], tau=s["tau"], c=L["c"], speedup=speedup_from_tau(s["tau"], g, L["c"]),
+                         alpha_hat=s["alpha_hat"], tau=s["tau"], c=L["c"],
+                         speedup=speedup_from_tau(s["tau"], g, L["c"]),
                          t_draft=L["t_draft"], t_target=L["t_target"]))
   return rows
 

@@ -220,7 +220,8 @@ def wall_time_speedup(target, draft, prompts_NxP, plen_N, cfg: SpecConfig, key, 
         n_sd.append(int(s.num_B[0]))
         accepted.append(np.asarray(s.accepted_BxK[0]))
         calls.append(int(s.target_calls_B[0]))
-  summ = acceptance.sd_summary(np.stack(accepted), cfg.gamma, num_tokens_B=np.array(n_sd), target_calls_B=np.array(calls))
+  summ = acceptance.sd_summary(np.stack(accepted), cfg.gamma, num_tokens_B=np.array(n_sd),
+                              target_calls_B=np.array(calls))
   plain_tok, sd_tok = t_plain.sum() / sum(n_plain), t_sd.sum() / sum(n_sd)
   return dict(plain_s_per_token=plain_tok, sd_s_per_token=sd_tok, speedup=plain_tok / sd_tok, tau=summ["tau"],
               alpha_hat=summ["alpha_hat"], tokens_plain=sum(n_plain), tokens_sd=sum(n_sd),

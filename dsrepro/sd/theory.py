@@ -1,9 +1,9 @@
 """Speculative-decoding theory: block efficiency, speedup, simulation, and DistillSpec's Thm 4.1 bound.
 
-Conventions (DistillSpec, arXiv 2310.08461, Sec. 3): alpha in [0, 1] is the i.i.d. per-token acceptance rate, gamma >= 1 the block
-size (draft tokens per target call), c = t_draft / t_target the relative latency, tau the block efficiency
-(tokens emitted per target call). Functions accept Python floats or numpy arrays for alpha and return the same
-kind (float for scalar input).
+Conventions (DistillSpec, arXiv 2310.08461, Sec. 3): alpha in [0, 1] is the i.i.d. per-token acceptance rate,
+gamma >= 1 the block size (draft tokens per target call), c = t_draft / t_target the relative latency, tau the
+block efficiency (tokens emitted per target call). Functions accept Python floats or numpy arrays for alpha and
+return the same kind (float for scalar input).
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["expected_block_efficiency", "speedup_from_tau", "expected_speedup", "predicted_speedup", "simulate_block_efficiency",
+__all__ = ["expected_block_efficiency", "speedup_from_tau", "expected_speedup", "predicted_speedup",
+           "simulate_block_efficiency",
            "optimal_gamma", "acceptance_gap_bound"]
 
 
@@ -111,9 +112,10 @@ def optimal_gamma(alpha, c, max_gamma=16):
 def acceptance_gap_bound(tvd_on_policy, T):
   """DistillSpec Thm 4.1: the drop of acceptance rate is at most T * (on-policy TVD), linear in T.
 
-  Statement (reconstructed from the paper's Lemma B.1 -- alpha(x) = 1 - (1/L_p(x)) sum_t A_t and eps(x) >= (1/T) sum_t E_t -- and the proof
-  sketch "a linear error bound in T"): with eps(x) = E_{y ~ q(.|x)}[(1/L_q(x)) sum_t TVD(p(y_t), q(y_t))] the
-  on-policy KD loss (TVD averaged over the student's own samples) and T the maximum output length,
+  Statement (reconstructed from the paper's Lemma B.1 -- alpha(x) = 1 - (1/L_p(x)) sum_t A_t and
+  eps(x) >= (1/T) sum_t E_t -- and the proof sketch "a linear error bound in T"): with
+  eps(x) = E_{y ~ q(.|x)}[(1/L_q(x)) sum_t TVD(p(y_t), q(y_t))] the on-policy KD loss (TVD averaged over the
+  student's own samples) and T the maximum output length,
       E_x[alpha(x)] >= 1 - T * E_x[eps(x)],   i.e.   1 - E_x[alpha(x)] <= T * E_x[eps(x)].
   So a small on-policy TVD guarantees a high acceptance rate under the teacher's distribution, which justifies
   distilling on student-generated data. Returns T * tvd_on_policy (the bound on 1 - alpha; it is vacuous above 1).
