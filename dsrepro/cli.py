@@ -34,14 +34,14 @@ def _params(n: int) -> str:
   return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.0f}K"
 
 
-def train(profile: str, task: str | None = None, run_dir=None) -> dict:
-  """Train (or load) the SFT target and draft of ``task`` (default: the profile's first task); print and return
-  their held-out losses."""
+def train(profile: str, task: str | None = None, run_dir=None, seed: int = 0) -> dict:
+  """Train (or load) the SFT target and draft of ``task`` (default: the profile's first task) with the profile's
+  ``seed`` set to ``seed``; print and return their held-out losses."""
   from dsrepro import data
   from dsrepro.repro import artefacts as experiments
   from dsrepro.models.transformer import count_params
   from dsrepro.repro.profiles import get_profile
-  p = get_profile(profile)
+  p = get_profile(profile, seed=seed)
   task = task or p.tasks[0]
   if task not in data.TASKS:
     raise ConfigError(f"unknown task {task!r}; known tasks: {', '.join(data.TASKS)}")
@@ -150,11 +150,15 @@ def parser() -> argparse.ArgumentParser:
   add = lambda name, **kw: sub.add_parser(name, parents=[common], **kw)  # noqa: E731
   prof = dict(type=_choice("profile", PROFILES), default="quick", help=f"one of {', '.join(PROFILES)}")
   run_dir = dict(default=None, help="artefact cache root (default: runs/ or $DSREPRO_RUNS)")
+  seed = dict(type=_seed, default=0, help="the profile's seed: pretraining, SFT, evaluation and (via "
+              "artefacts.kd_seeds) every KD run; a different seed is a different set of runs (default 0)")
 
   a = add("all", help="train the SFT pair, run every notebook, write REPORT.md")
   a.add_argument("--profile", **prof)
-  a.add_argument("--out", default=None, help="figures / CSV / REPORT.md directory (default figures/<profile>)")
+  a.add_argument("--out", default=None, help="figures / CSV / REPORT.md directory (default figures/<profile>, "
+                 "or figures/<profile>-seed<N> for --seed N > 0)")
   a.add_argument("--run-dir", **run_dir)
+  a.add_argument("--seed", **seed)
 
   r = add("run", help="run one notebook")
   known = notebooks.names() + list(notebooks.STANDALONE)
@@ -169,6 +173,7 @@ def parser() -> argparse.ArgumentParser:
   t.add_argument("--profile", **prof)
   t.add_argument("--task", default=None, help="default: the profile's first task")
   t.add_argument("--run-dir", **run_dir)
+  t.add_argument("--seed", **seed)
 
   tb = add("table", help="compute one figure's table and print it")
   tb.add_argument("name", type=_choice("figure", FIGURES), help=", ".join(FIGURES))
@@ -181,6 +186,17 @@ def parser() -> argparse.ArgumentParser:
   from dsrepro.repro import plan
   plan.add_arguments(add("plan", help="each stage of a profile compiled abstractly: params, FLOPs, memory, time"))
   return ap
+
+
+def _seed(text: str) -> int:
+  """argparse type of --seed: an int >= 0 (a one-line error otherwise)."""
+  try:
+    value = int(text)
+  except ValueError:
+    value = -1
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"--seed {text!r}: expected an int >= 0")
+  return value
 
 
 def _root(run_dir) -> None:
@@ -230,7 +246,7 @@ def _run(args, argv) -> int:
     from dsrepro.repro import plan
     plan.run(args)
   elif args.cmd == "train":
-    train(args.profile, args.task, args.run_dir)
+    train(args.profile, args.task, args.run_dir, args.seed)
   elif args.cmd == "table":
     _table(args.name, args.profile, args.run_dir, args.out)
   elif args.cmd == "run":
@@ -239,8 +255,12 @@ def _run(args, argv) -> int:
     print("executed:", notebooks.run_notebook(args.name, args.profile, args.out, run_dir=args.run_dir, **params))
   elif args.cmd == "all":
     from dsrepro.repro import notebooks
-    train(args.profile, None, args.run_dir)
-    notebooks.run_all(args.profile, args.out, run_dir=args.run_dir, command=shlex.join(["dsrepro", *argv]))
+    train(args.profile, None, args.run_dir, args.seed)
+    out = args.out
+    if out is None and args.seed != 0:  # figures/<profile>-seed<N>/: a column of its own in figures/REPORT.md
+      out = str(notebooks.figures_dir(f"{args.profile}-seed{args.seed}"))
+    notebooks.run_all(args.profile, out, run_dir=args.run_dir, command=shlex.join(["dsrepro", *argv]),
+                      seed=args.seed)
     if args.out is None:  # figures/<profile>/: refresh the claims x profiles table in figures/REPORT.md
       from dsrepro.repro import report
       print("overview:", report.build_overview(notebooks.figures_dir(args.profile).parent))

@@ -335,3 +335,26 @@ def test_cli_bad_command_line_is_one_line(capsys):
     cli.main(["run", "nope"])
   err = capsys.readouterr().err
   assert e.value.code == 2 and err.count("\n") == 1 and "unknown notebook 'nope'" in err, err
+
+
+@pytest.mark.parametrize("seed", ["-1", "one"])
+def test_cli_bad_seed_is_one_line(capsys, seed):
+  with pytest.raises(SystemExit) as e:
+    cli.main(["all", "--profile", "smoke", "--seed", seed])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.count("\n") == 1 and f"--seed {seed!r}: expected an int >= 0" in err, err
+
+
+def test_cli_all_passes_the_seed_and_keeps_seed_runs_apart(monkeypatch, tmp_path):
+  """`dsrepro all --seed N` trains and runs every notebook with seed N; N > 0 writes figures/<profile>-seed<N>/ (a
+  column of its own in figures/REPORT.md), never over the seed-0 figures."""
+  from dsrepro.repro import notebooks, report
+  calls = {}
+  monkeypatch.setattr(cli, "train", lambda profile, task, run_dir, seed: calls.setdefault("train", seed))
+  monkeypatch.setattr(notebooks, "run_all", lambda profile, out, **kw: calls.update(out=out, seed=kw["seed"]))
+  monkeypatch.setattr(report, "build_overview", lambda root: calls.setdefault("overview", root))
+  assert cli.main(["all", "--profile", "smoke", "--run-dir", str(tmp_path), "--seed", "1"]) == 0
+  assert calls["train"] == 1 and calls["seed"] == 1 and calls["out"].endswith("figures/smoke-seed1")
+  calls.clear()
+  assert cli.main(["all", "--profile", "smoke", "--run-dir", str(tmp_path)]) == 0
+  assert calls["train"] == 0 and calls["seed"] == 0 and calls["out"] is None

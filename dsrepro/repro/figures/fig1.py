@@ -13,7 +13,7 @@ from dsrepro.repro.profiles import Profile
 NAME = "fig1"
 FASTER = figure.ClaimDef(
     "fig1.distilled_faster", NAME, "Distilled draft speeds up SD over the SFT draft",
-    "10-46% across 5 datasets, greedy and T=1 (Sec. 5.1)",
+    "10-46% across 5 datasets, greedy and T=1 (Sec. 5.1; the abstract says 10-45%)",
     "improvement = [tau_D / (c gamma_D + 1)] / [tau_SFT / (c gamma_S + 1)] - 1, each draft at its best gamma, "
     "per task x decoding")
 
