@@ -309,7 +309,8 @@ def test_setup_rejects_a_misspelled_papermill_parameter(monkeypatch, tmp_path):
     notebooks.setup("smoke", "gsm8k,squad", 0, str(tmp_path))
   with pytest.raises(TypeError, match=r"notebook parameter seed='1'"):
     notebooks.setup("smoke", "", "1", str(tmp_path))
-  assert notebooks.setup("smoke", "gsm8k", 1, str(tmp_path))[0].seed == 1
+  p, _, out = notebooks.setup("smoke", "gsm8k", 1, str(tmp_path), str(tmp_path / "figures"))
+  assert p.seed == 1 and out == tmp_path / "figures" and out.is_dir()
 
 
 @pytest.mark.parametrize("argv, want", [

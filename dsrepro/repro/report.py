@@ -120,13 +120,13 @@ def _cell(c: figure.Claim) -> str:
 
 def build_overview(figures_root, profiles=None) -> Path:
   """``<figures_root>/REPORT.md``: every claim and check (rows) against the paper and each profile that has a
-  ``<figures_root>/<profile>/`` folder (columns, in ``profiles`` order: default the known profiles by scale, then
+  ``<figures_root>/<profile>/`` folder with results (columns, in ``profiles`` order: default the known profiles by scale, then
   any other folder), each cell the verdict with its estimate [95% interval] per task x decoding, and the rule."""
   from dsrepro.repro.profiles import PROFILES
   root = Path(figures_root)
-  names = [n for n in (profiles or PROFILES) if (root / n).is_dir()]
-  names += sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in names and (d / "REPORT.md").exists()) \
-      if root.is_dir() else []
+  ran = lambda d: d.is_dir() and (any(d.glob("*_stats.csv")) or (d / "REPORT.md").exists())  # noqa: E731
+  names = [n for n in (profiles or PROFILES) if ran(root / n)]
+  names += sorted(d.name for d in root.iterdir() if d.name not in names and ran(d)) if root.is_dir() else []
   judged = {n: {c.id: c for c in claims(load_all(root / n), None)} for n in names}
   template = claims(load_all(root / "__none__"), None)  # every claim, not run: the row order
   rows = []
