@@ -67,14 +67,21 @@ def test_stages_count_the_figures_runs():
   assert plan.model_config(p, "pythia-31m") == pythia_config("31m", max_len=by["KD gkd"].model.max_len)
 
 
+def test_every_profile_has_stages_of_known_models():
+  for name, p in PROFILES.items():
+    st = plan.stages(p)
+    assert st and all(s.count >= 1 and s.train.steps >= 1 and s.seq_len >= 1 for s in st), name
+    assert {s.model for s in st} <= {plan.model_config(p, size) for size in (p.target_size, p.draft_size, *p.garden)}
+
+
 @pytest.mark.slow
-def test_plan_runs_for_every_profile(capsys):
-  for name in PROFILES:  # lowered only (seconds each); compiled planning is covered above
-    plans = plan.main(["--profile", name, "--device", "a100", "--no-compile"])
-    assert plans and all(pl.flops_per_step > 0 and pl.params > 0 and pl.seconds > 0 for pl in plans)
-    out = capsys.readouterr().out
-    assert f"plan: profile {name} on 1 x NVIDIA A100" in out and "| stage | runs |" in out and "total:" in out
-    assert out.count("\n| ") == len(plans) + 1
+@pytest.mark.parametrize("name", ["cpu", "pythia"])  # a garden profile and the HF (Pythia) one; the same code
+def test_plan_runs_end_to_end(name, capsys):       # path plans the others (every profile's stages: above)
+  plans = plan.main(["--profile", name, "--device", "a100", "--no-compile"])  # lowered only (seconds)
+  assert plans and all(pl.flops_per_step > 0 and pl.params > 0 and pl.seconds > 0 for pl in plans)
+  out = capsys.readouterr().out
+  assert f"plan: profile {name} on 1 x NVIDIA A100" in out and "| stage | runs |" in out and "total:" in out
+  assert out.count("\n| ") == len(plans) + 1
 
 
 def test_devices_and_cli_errors(capsys):

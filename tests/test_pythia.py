@@ -58,7 +58,7 @@ def test_pythia_smoke_through_the_notebooks(checkpoints, tmp_path, monkeypatch):
   monkeypatch.setenv("DSREPRO_CHECKPOINTS", str(checkpoints))
   out = tmp_path / "figures"
   notebooks.run_all("pythia-smoke", out, run_dir=tmp_path / "runs", progress=False,
-                    only=("table_d1", "fig1_speedup", "fig2_kd_algorithms", "table_adaspec", "report"))
+                    only=("table_d1", "table_adaspec", "report"))  # the Pythia path: HF import, epochs, AdamW
   ada = pd.read_csv(out / "adaspec_table.csv")
   assert set(ada.model) >= {"AdaSPEC", "DistillSpec (FKL, fixed data)"} and ada.alpha_hat.between(0, 1).all()
   report = (out / "REPORT.md").read_text()

@@ -1,7 +1,8 @@
-"""Slow, readable reference of speculative sampling: one row, plain Python, numpy RNG, no cache, no jit.
+"""Slow, readable reference of speculative sampling: one row, a plain Python loop, numpy RNG, no KV cache.
 
 It works on next-token distribution functions ``p_fn(seq) -> probs [V]`` (target) and ``q_fn(seq) -> probs [V]``
-(draft), so tests can feed exact tables; :func:`model_dist_fn` wraps a dsrepro model (full forward each call).
+(draft), so tests can feed exact tables; :func:`model_dist_fn` wraps a dsrepro model (a full uncached forward
+each call).
 ``accept_rule`` and ``residual_rule`` can be swapped to show that the statistical tests catch a broken sampler.
 """
 from __future__ import annotations
@@ -13,12 +14,27 @@ import numpy as np
 from dsrepro.sd.speculative import LENIENCE_FNS
 
 
-def model_dist_fn(model, temperature: float) -> Callable[[list[int]], np.ndarray]:
-  """probs of the next token after ``seq`` under ``model`` at ``temperature`` (one-hot argmax when 0)."""
+def model_dist_fn(model, temperature: float, bucket: int = 64) -> Callable[[list[int]], np.ndarray]:
+  """probs of the next token after ``seq`` under ``model`` at ``temperature`` (one-hot argmax when 0).
+
+  One full forward (no cache) per call. The sequence is zero-padded on the right to a multiple of ``bucket``
+  (at most the model's max_len) so the forward compiles once per width instead of once per length; the model is
+  causal, so the padding cannot change the logits at ``seq``'s last position."""
+  import jax
   import jax.numpy as jnp
+  from flax import nnx
+
+  graphdef, state = nnx.split(model)
+  forward = jax.jit(lambda s, tokens_1xW: nnx.merge(graphdef, s)(tokens_1xW)[0])
 
   def fn(seq):
-    logits_V = np.asarray(model(jnp.asarray([seq], jnp.int32))[0][0, -1], np.float64)
+    n = len(seq)
+    width = min(-(-n // bucket) * bucket, model.cfg.max_len)
+    if not 1 <= n <= width:
+      raise ValueError(f"sequence length {n} is not in [1, max_len={model.cfg.max_len}]")
+    tokens_1xW = np.zeros((1, width), np.int32)
+    tokens_1xW[0, :n] = seq
+    logits_V = np.asarray(forward(state, jnp.asarray(tokens_1xW))[0, n - 1], np.float64)
     if temperature == 0:
       return np.eye(len(logits_V))[int(np.argmax(logits_V))]
     z = logits_V / temperature
