@@ -11,5 +11,6 @@
 import os
 
 os.environ.setdefault("DSREPRO_FETCH", "0")
-_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-os.environ["XLA_FLAGS"] = f"{_FAST_COMPILE} {os.environ.get('XLA_FLAGS', '')}".strip()
+from dsrepro.repro.plan import FAST_CPU_COMPILE, xla_flags  # noqa: E402 (XLA_FLAGS is read at the first compile)
+
+os.environ["XLA_FLAGS"] = f"{xla_flags(FAST_CPU_COMPILE)} {os.environ.get('XLA_FLAGS', '')}".strip()

@@ -206,7 +206,12 @@ def _input_bytes(student, teacher, ref, train, seq_len, mesh, rules) -> int:
 
 # XLA:CPU codegen options for planning compiles: the buffer assignment (hence memory_analysis) is the same, the
 # compile about twice as fast (the program is never run).
-_FAST_CPU_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+FAST_CPU_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def xla_flags(options: dict) -> str:
+  """``options`` (XLA compiler options, as ``compile(compiler_options=...)`` takes them) as XLA_FLAGS text."""
+  return " ".join(f"--{k}={str(v).lower()}" for k, v in options.items())
 
 
 def _measure(student: ModelConfig, teacher: ModelConfig | None, ref: bool, kd, train: TrainConfig, seq_len: int,
@@ -217,7 +222,7 @@ def _measure(student: ModelConfig, teacher: ModelConfig | None, ref: bool, kd, t
   lowered = lower_train_step(model, _loss(kd), train, batch, mesh, frozen=frozen, rules=rules)
   out = dict(flops=float(lowered.cost_analysis()["flops"]))
   if compile:
-    opts = _FAST_CPU_COMPILE if jax.default_backend() == "cpu" else None
+    opts = FAST_CPU_COMPILE if jax.default_backend() == "cpu" else None
     out.update(dataclasses.asdict(sharding.memory_bytes(lowered.compile(compiler_options=opts))))
   else:
     out.update(arguments=_input_bytes(student, teacher, ref, train, seq_len, mesh, rules), outputs=0, aliased=0,

@@ -120,8 +120,9 @@ def _cell(c: figure.Claim) -> str:
 
 def build_overview(figures_root, profiles=None) -> Path:
   """``<figures_root>/REPORT.md``: every claim and check (rows) against the paper and each profile that has a
-  ``<figures_root>/<profile>/`` folder with results (columns, in ``profiles`` order: default the known profiles by scale, then
-  any other folder), each cell the verdict with its estimate [95% interval] per task x decoding, and the rule."""
+  ``<figures_root>/<profile>/`` folder with results (columns, in ``profiles`` order: default the known profiles by
+  scale, then any other folder), each cell the verdict with its estimate [95% interval] per task x decoding, and
+  the rule."""
   from dsrepro.repro.profiles import PROFILES
   root = Path(figures_root)
   ran = lambda d: d.is_dir() and (any(d.glob("*_stats.csv")) or (d / "REPORT.md").exists())  # noqa: E731
