@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dsrepro.sd.sampling import Policy, decoding_label, gumbel_from_bits, uniform_from_bits
+from dsrepro.sd.sampling import Policy, argmax, decoding_label, gumbel_from_bits, uniform_from_bits
 
 
 def test_top_p_and_top_k_restrict_support():
@@ -13,6 +13,21 @@ def test_top_p_and_top_k_restrict_support():
   np.testing.assert_allclose(Policy(1.0, top_p=0.7).probs(logits), [[0.625, 0.375, 0, 0]], atol=1e-6)
   np.testing.assert_allclose(Policy(1.0, top_p=0.9).probs(logits), [[0.5 / .95, 0.3 / .95, 0.15 / .95, 0]],
                              atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_argmax_equals_jnp_argmax_on_ties_infinities_and_nans(dtype):
+  rng = np.random.default_rng(0)
+  x = rng.integers(-3, 4, size=(64, 3, 17)).astype(np.float32)  # few distinct values: many ties
+  x[0, 0] = -np.inf
+  x[1, 0, 5] = x[1, 1, 16] = np.inf
+  x[2, 0, 7] = x[2, 0, 3] = np.nan
+  x[3, 1] = np.nan
+  x = jnp.asarray(x, dtype)
+  got = jax.jit(argmax)(x)
+  assert got.dtype == jnp.int32 and got.shape == (64, 3)
+  np.testing.assert_array_equal(got, jnp.argmax(x, -1))
+  assert int(got[2, 0]) == 3 and int(got[1, 1]) == 16 and int(got[0, 0]) == 0
 
 
 def test_greedy_is_one_hot_and_ignores_noise():
