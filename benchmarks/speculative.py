@@ -308,10 +308,7 @@ def _shaped_loop():
   @functools.partial(jax.jit, static_argnames=("gamma", "calls"))
   def loop(target, draft, t_cache, d_cache, gamma, calls):
     head = target.head_weight() if hasattr(target, "head_weight") else None
-    from dsrepro.models import transformer  # the verify call as SD makes it (older dsrepro: no fused projections)
-    fuse = transformer.verify_fuses_projections() if hasattr(transformer, "verify_fuses_projections") else None
-    verify = ((lambda x, c: target(x, c, head)) if fuse is None else (lambda x, c: target(x, c, head, fuse))
-              ) if head is not None else target
+    verify = (lambda x, c: target(x, c, head)) if head is not None else target
 
     def body(i, c):
       t_cache, d_cache, acc = c

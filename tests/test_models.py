@@ -4,8 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dsrepro.models.transformer import (GARDEN, ModelConfig, count_params, fused_linears, garden_config, init_cache,
-                                       make_model, verify_fuses_projections)
+from dsrepro.models.transformer import GARDEN, ModelConfig, count_params, garden_config, init_cache, make_model
 
 TINY = dict(vocab_size=97, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=48)
 VARIANTS = {
@@ -43,46 +42,6 @@ def test_incremental_equals_full_forward_with_rollback(variant):
   logits, _ = model(edited[:, 12:15], cache)
   full_edit, _ = model(edited[:, :15])
   assert np.abs(logits - full_edit[:, 12:15]).max() <= 1e-5
-
-
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_fused_projections_match_separate_ones(variant):
-  """SD's verify call on CPU (fuse_projections=True): same logits and cache as the separate q/k/v, gate/up."""
-  cfg = ModelConfig(**TINY, **VARIANTS[variant])
-  model = make_model(cfg, seed=2)
-  for lin in (model.blocks[0].attn.q, model.blocks[0].attn.k, model.blocks[0].attn.v, model.blocks[1].mlp.up):
-    if lin.bias is not None:  # biases are initialised to zero: make them count
-      lin.bias[...] = jax.random.normal(jax.random.key(lin.bias.shape[0]), lin.bias.shape)
-  toks_BxL = jax.random.randint(jax.random.key(3), (2, 16), 0, cfg.vocab_size)
-  _, cache = model(toks_BxL[:, :9], init_cache(cfg, 2, 24))
-  plain_BxLxV, plain_cache = model(toks_BxL[:, 9:], cache)
-  fused_BxLxV, fused_cache = jax.jit(lambda m, t, c: m(t, c, fuse_projections=True))(model, toks_BxL[:, 9:], cache)
-  assert np.abs(fused_BxLxV - plain_BxLxV).max() <= 1e-5
-  for a, b in zip(jax.tree.leaves(fused_cache), jax.tree.leaves(plain_cache)):
-    assert np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).max() <= 1e-5
-
-
-def test_fused_linears_and_who_uses_them():
-  from flax import nnx
-  x_BxLxD = jax.random.normal(jax.random.key(0), (2, 3, 8))
-  with_bias = [nnx.Linear(8, n, use_bias=True, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(n))
-               for n in (4, 6, 2)]
-  for got, lin in zip(fused_linears(x_BxLxD, with_bias, jnp.float32), with_bias):
-    assert got.shape == (2, 3, lin.out_features)
-    np.testing.assert_allclose(got, lin(x_BxLxD), atol=1e-6)
-  with pytest.raises(ValueError, match="all or none"):
-    fused_linears(x_BxLxD, [with_bias[0], nnx.Linear(8, 4, use_bias=False, rngs=nnx.Rngs(0))], jnp.float32)
-  # on CPU, SD's verify call (and only it) multiplies by the concatenated [q|k|v] and [gate|up] kernels
-  from dsrepro.sd import speculative
-  assert verify_fuses_projections() == (jax.default_backend() == "cpu")
-  cfg = ModelConfig(**TINY)
-  target, draft = make_model(cfg, 0), make_model(cfg, 1)
-  spec = speculative.SpecConfig(gamma=3, max_new_tokens=4, temperature=0.0)
-  jaxpr = str(jax.make_jaxpr(lambda p, l: speculative._speculative(target, draft, p, l, jax.random.key(0),
-                                                                    jnp.float32(1.0), spec))(
-      jnp.ones((1, 5), jnp.int32), jnp.array([5])))
-  D, F = cfg.d_model, cfg.d_ff
-  assert (f"f32[{D},{3 * D}]" in jaxpr and f"f32[{D},{2 * F}]" in jaxpr) == verify_fuses_projections()
 
 
 def test_garden_spans_30x_and_named_sizes():

@@ -11,21 +11,10 @@ into the cache, the returned cache has ``end_B + L``, and each query attends to 
 own position. Rolling back is ``cache.rollback(new_end_B)``. A call is ``model.hidden`` (final-norm hidden states
 and cache) then ``model.logits``: callers that need few of the logits (a prefill: the last prompt token's) take
 the hidden states and project only those.
-
-``fuse_projections=True`` (SD's verify call on XLA:CPU, :func:`verify_fuses_projections`) computes q, k, v with
-ONE product by the concatenated [q|k|v] kernel, and SwiGLU's gate and up with one by [gate|up]
-(:func:`fused_linears`): fewer, wider matmuls make an 8-token call ~9% faster (small target, 2-core CPU,
-``evaluate.loop_latency``: 8 tokens 2.21 -> 2.02 ms, 4 tokens 1.73 -> 1.62 ms; medians of 4 runs; 1-token calls
-gain nothing). The parameters stay separate (checkpoints, HF import/export and training are unchanged); inside
-SD's loop XLA hoists the concatenation out of the loop. Each output column is the same dot product, but XLA:CPU
-may pick another kernel for the wider matmul: the logits then differ in the last bits (measured: bitwise equal
-for the garden "small" at batch 1-64, up to ~5e-7 for "nano" / "micro"). Only the verify call fuses, so plain
-decoding, the draft's calls, prefill and training compute exactly as without it.
 """
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 
 import jax
@@ -35,7 +24,7 @@ from flax import nnx
 from dsrepro.models.kvcache import KVCache, init_cache, write_rows
 
 __all__ = ["ModelConfig", "Transformer", "GARDEN", "garden_config", "make_model", "count_params", "KVCache",
-           "init_cache", "next_token", "check_same_vocab", "verify_fuses_projections", "fused_linears"]
+           "init_cache", "next_token", "check_same_vocab"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,27 +134,6 @@ def rope(x_BxLxNxH: jax.Array, pos_BxL: jax.Array, rot_dim: int, theta: float) -
   return jnp.concatenate([rotated.astype(x_BxLxNxH.dtype), x_pass], -1)
 
 
-def verify_fuses_projections() -> bool:
-  """Whether SD's verify call passes ``fuse_projections=True`` (see the module docstring): on XLA:CPU only. On
-  accelerators the concatenated kernels would be an extra copy of most of the target's weights for the whole
-  decoding loop, and separate matmuls are already efficient there."""
-  return jax.default_backend() == "cpu"
-
-
-def fused_linears(x_BxLxD: jax.Array, linears, dtype) -> list[jax.Array]:
-  """The outputs of ``linears`` (nnx.Linear layers with the same input) from one product with their kernels
-  concatenated along the output axis: ``[lin(x) for lin in linears]``, as nnx.Linear computes each (operands cast
-  to ``dtype``, then the bias added)."""
-  if len({lin.bias is None for lin in linears}) != 1:
-    raise ValueError("fused_linears needs all or none of the layers to have a bias")
-  kernel_DxF = jnp.concatenate([lin.kernel[...] for lin in linears], axis=1).astype(dtype)
-  y_BxLxF = jax.lax.dot_general(x_BxLxD.astype(dtype), kernel_DxF, (((x_BxLxD.ndim - 1,), (0,)), ((), ())))
-  if linears[0].bias is not None:
-    y_BxLxF = y_BxLxF + jnp.concatenate([lin.bias[...] for lin in linears]).astype(dtype)
-  ends = list(itertools.accumulate(lin.kernel.shape[1] for lin in linears))
-  return [y_BxLxF[..., a:b] for a, b in zip([0] + ends[:-1], ends)]
-
-
 class Attention(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
@@ -176,20 +144,15 @@ class Attention(nnx.Module):
     self.v = _linear(cfg, d, k * h, cfg.qkv_bias, rngs)
     self.o = _linear(cfg, n * h, d, cfg.attn_out_bias, rngs, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
-  def __call__(self, x_BxLxD, pos_BxL, mask_BxLxS, kv=None, fuse_projections: bool = False):
-    """kv: None (keys are this call's tokens) or (k_BKxHxS, v_BKxSxH, end_B): write then attend to the cache.
-    fuse_projections: q, k, v from one product (:func:`fused_linears`)."""
+  def __call__(self, x_BxLxD, pos_BxL, mask_BxLxS, kv=None):
+    """kv: None (keys are this call's tokens) or (k_BKxHxS, v_BKxSxH, end_B): write then attend to the cache."""
     cfg = self.cfg
     B, L, _ = x_BxLxD.shape
     N, K, H = cfg.n_heads, cfg.kv_heads, cfg.head_dim
     G = N // K
-    if fuse_projections:
-      q_BxLxNH, k_BxLxKH, v_BxLxKH = fused_linears(x_BxLxD, (self.q, self.k, self.v), jnp.dtype(cfg.dtype))
-    else:
-      q_BxLxNH, k_BxLxKH, v_BxLxKH = self.q(x_BxLxD), self.k(x_BxLxD), self.v(x_BxLxD)
-    q_BxLxNxH = rope(q_BxLxNH.reshape(B, L, N, H), pos_BxL, cfg.rotary_dim, cfg.rope_theta)
-    k_BxLxKxH = rope(k_BxLxKH.reshape(B, L, K, H), pos_BxL, cfg.rotary_dim, cfg.rope_theta)
-    v_BxLxKxH = v_BxLxKH.reshape(B, L, K, H)
+    q_BxLxNxH = rope(self.q(x_BxLxD).reshape(B, L, N, H), pos_BxL, cfg.rotary_dim, cfg.rope_theta)
+    k_BxLxKxH = rope(self.k(x_BxLxD).reshape(B, L, K, H), pos_BxL, cfg.rotary_dim, cfg.rope_theta)
+    v_BxLxKxH = self.v(x_BxLxD).reshape(B, L, K, H)
     if kv is None:
       q_BxLxKxGxH = q_BxLxNxH.reshape(B, L, K, G, H)
       s_BxKxGxLxS = jnp.einsum("blkgh,bskh->bkgls", q_BxLxKxGxH, k_BxLxKxH.astype(q_BxLxNxH.dtype),
@@ -228,12 +191,9 @@ class MLP(nnx.Module):
     self.up = _linear(cfg, cfg.d_model, cfg.d_ff, cfg.mlp_bias, rngs)
     self.down = _linear(cfg, cfg.d_ff, cfg.d_model, cfg.mlp_bias, rngs, std=out_std)
 
-  def __call__(self, x_BxLxD, fuse_projections: bool = False):
-    """fuse_projections: SwiGLU's gate and up from one product (:func:`fused_linears`)."""
+  def __call__(self, x_BxLxD):
     if self.kind == "swiglu":
-      gate, up = (fused_linears(x_BxLxD, (self.gate, self.up), self.up.dtype) if fuse_projections
-                  else (self.gate(x_BxLxD), self.up(x_BxLxD)))
-      h = jax.nn.silu(gate) * up
+      h = jax.nn.silu(self.gate(x_BxLxD)) * self.up(x_BxLxD)
     else:
       h = jax.nn.gelu(self.up(x_BxLxD), approximate=(self.kind == "gelu_tanh"))
     return self.down(h)
@@ -246,13 +206,13 @@ class Block(nnx.Module):
     self.ln1, self.attn = _norm(cfg, rngs), Attention(cfg, rngs)
     self.ln2, self.mlp = _norm(cfg, rngs), MLP(cfg, rngs)
 
-  def __call__(self, x_BxLxD, pos_BxL, mask_BxLxS, kv=None, fuse_projections: bool = False):
+  def __call__(self, x_BxLxD, pos_BxL, mask_BxLxS, kv=None):
     dt = x_BxLxD.dtype
-    a, new_kv = self.attn(self.ln1(x_BxLxD).astype(dt), pos_BxL, mask_BxLxS, kv, fuse_projections)
+    a, new_kv = self.attn(self.ln1(x_BxLxD).astype(dt), pos_BxL, mask_BxLxS, kv)
     if self.parallel:
-      return x_BxLxD + a + self.mlp(self.ln2(x_BxLxD).astype(dt), fuse_projections), new_kv
+      return x_BxLxD + a + self.mlp(self.ln2(x_BxLxD).astype(dt)), new_kv
     h = x_BxLxD + a
-    return h + self.mlp(self.ln2(h).astype(dt), fuse_projections), new_kv
+    return h + self.mlp(self.ln2(h).astype(dt)), new_kv
 
 
 class Transformer(nnx.Module):
@@ -272,15 +232,13 @@ class Transformer(nnx.Module):
       self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=cfg.lm_head_bias, dtype=jnp.dtype(cfg.dtype),
                                 param_dtype=pdt, kernel_init=_init(), rngs=rngs)
 
-  def __call__(self, tokens_BxL: jax.Array, cache: KVCache | None = None, head_DxV: jax.Array | None = None,
-               fuse_projections: bool = False):
+  def __call__(self, tokens_BxL: jax.Array, cache: KVCache | None = None, head_DxV: jax.Array | None = None):
     """``(logits_BxLxV float32, cache)``: ``logits(*hidden(tokens, cache))`` (see the module docstring)."""
-    h_BxLxD, cache = self.hidden(tokens_BxL, cache, fuse_projections)
+    h_BxLxD, cache = self.hidden(tokens_BxL, cache)
     return self.logits(h_BxLxD, head_DxV), cache
 
-  def hidden(self, tokens_BxL: jax.Array, cache: KVCache | None = None, fuse_projections: bool = False):
-    """``(h_BxLxD, cache)``: the final-norm hidden states (the LM head's input) and the updated cache.
-    ``fuse_projections``: fewer, wider matmuls (SD's verify call on CPU; see the module docstring)."""
+  def hidden(self, tokens_BxL: jax.Array, cache: KVCache | None = None):
+    """``(h_BxLxD, cache)``: the final-norm hidden states (the LM head's input) and the updated cache."""
     cfg = self.cfg
     B, L = tokens_BxL.shape
     start_B = jnp.zeros((B,), jnp.int32) if cache is None else cache.end_B
@@ -294,7 +252,7 @@ class Transformer(nnx.Module):
     ks, vs = [], []
     for i, block in enumerate(self.blocks):
       kv = None if cache is None else (cache.k[i], cache.v[i], start_B)
-      x_BxLxD, new_kv = block(x_BxLxD, pos_BxL, mask_BxLxS, kv, fuse_projections)
+      x_BxLxD, new_kv = block(x_BxLxD, pos_BxL, mask_BxLxS, kv)
       if new_kv is not None:
         ks.append(new_kv[0])
         vs.append(new_kv[1])

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dsrepro.models.transformer import next_token, verify_fuses_projections
+from dsrepro.models.transformer import next_token
 from dsrepro.sd import acceptance
 from dsrepro.sd.decode import DecodeConfig, generate, prefill
 from dsrepro.models.kvcache import init_cache
@@ -109,11 +109,10 @@ def forward_latency(model, n_tokens: int, context: int = 128, reps: int = 30, cl
 @functools.partial(jax.jit, static_argnames=("n_tokens", "calls"))
 def _loop(model, cache, n_tokens, calls):
   head_DxV = model.head_weight() if n_tokens > 1 else None  # multi-token calls as SD's verify makes them
-  fuse = n_tokens > 1 and verify_fuses_projections()
   def body(i, c):
     cache, acc = c
     tok = (i + (acc > 0).astype(jnp.int32)) % 2   # depends on the last logits: nothing is hoisted
-    logits_BxLxV, cache = model(jnp.full((1, n_tokens), tok, jnp.int32), cache, head_DxV, fuse)
+    logits_BxLxV, cache = model(jnp.full((1, n_tokens), tok, jnp.int32), cache, head_DxV)
     # consume ALL logits (a single entry would let XLA slice the LM head down to one column)
     return cache.rollback(cache.end_B - n_tokens), acc + jnp.max(logits_BxLxV)
   return lax.fori_loop(0, calls, body, (cache, jnp.float32(0)))[1]
@@ -129,8 +128,7 @@ def loop_latency(model, n_tokens: int, context: int = 128, cache_len: int | None
   the difference cancels Python dispatch and the minimum over ``reps`` runs discards interference from other
   processes. ``cache_len`` (default context + n_tokens) is the buffer length attention runs over (SD allocates
   prompt + max_new_tokens + gamma + 1). Calls of more than one token get the output projection precomputed
-  outside the loop (``Transformer.head_weight``) and, on CPU, the fused projections (``fuse_projections``), as
-  SD's verify call does."""
+  outside the loop (``Transformer.head_weight``), as SD's verify call does."""
   cache_len = context + n_tokens if cache_len is None else cache_len
   if cache_len < context + n_tokens:
     raise ValueError(f"cache_len={cache_len} < context + n_tokens = {context + n_tokens}")

@@ -29,9 +29,6 @@ the compiled HLO): the loop is one ``lax.while_loop`` with no host sync and one 
   (on CPU a 2-row call of a tiny draft goes through the matmul library's packing path and costs ~2 1-row calls).
 * The verify call gets the target's output projection as a [D, V] array made once per call
   (``Transformer.head_weight``): with the tied [V, D] embedding XLA:CPU repacked it on every verify.
-* On CPU the verify call fuses the projections that share an input ([q|k|v], [gate|up]: ``fuse_projections``,
-  models/transformer.py): fewer, wider matmuls, ~9% off an 8-token call of the small target. Only the verify call:
-  the draft's calls and prefill compute exactly as plain decoding does.
 * Randomness: ``key`` seeds a ``lax.rng_bit_generator`` state carried in the loop; each block draws ALL its random
   bits in one op (``decode.random_bits``, threefry: ~3x faster on CPU than the default): gamma + 1 Gumbel vectors
   for the draft samples and the correction/bonus token, gamma uniforms for the accept tests. Sampling is
@@ -63,7 +60,7 @@ from jax import lax
 from dsrepro.sd.decode import check_prompts, prefill, random_bits
 from dsrepro.sd.sampling import Policy, gumbel_from_bits, uniform_from_bits
 from dsrepro.models.kvcache import KVCache, write_rows
-from dsrepro.models.transformer import check_same_vocab, verify_fuses_projections
+from dsrepro.models.transformer import check_same_vocab
 
 TRACE_COUNT: Counter = Counter()
 LENIENCE_FNS = ("lin", "sq", "exp")
@@ -205,7 +202,6 @@ def _speculative(target, draft, prompt_BxP, prompt_len_B, key, eps, cfg: SpecCon
   seq = jnp.full((B, S), cfg.pad_id, jnp.int32).at[:, :P].set(prompt_BxP)
   eos = -1 if cfg.eos_id is None else cfg.eos_id
   head_DxV = target.head_weight()  # once per call, not per verify (Transformer.head_weight)
-  fuse_verify = verify_fuses_projections()  # [q|k|v] and [gate|up] products on CPU (models/transformer.py)
   init = SpecState(seq_BxS=seq, len_B=prompt_len_B, out_BxM=jnp.full((B, N + G + 1), cfg.pad_id, jnp.int32),
                    num_B=jnp.zeros((B,), jnp.int32), done_B=jnp.zeros((B,), bool),
                    accepted_BxK=jnp.full((B, N), -1, jnp.int32), blocks_B=jnp.zeros((B,), jnp.int32),
@@ -218,8 +214,7 @@ def _speculative(target, draft, prompt_BxP, prompt_len_B, key, eps, cfg: SpecCon
     with jax.named_scope("draft"):
       y_BxG, q_BxGxV, d_cache = _draft(draft, last_B, s.d_cache, cfg, g_BxG1xV)
     with jax.named_scope("verify"):
-      logits_BxG1xV, t_cache = target(jnp.concatenate([last_B[:, None], y_BxG], axis=1), s.t_cache, head_DxV,
-                                      fuse_verify)
+      logits_BxG1xV, t_cache = target(jnp.concatenate([last_B[:, None], y_BxG], axis=1), s.t_cache, head_DxV)
     p_BxG1xV = cfg.policy.probs(logits_BxG1xV)
     a_B, z_B = _verify(p_BxG1xV, q_BxGxV, y_BxG, eps, u_BxG, None if g_BxG1xV is None else g_BxG1xV[:, G], cfg)
     # emitted block: y_1..y_a then z, padded to G + 1
