@@ -38,9 +38,7 @@ the compiled HLO): the loop is one ``lax.while_loop`` with no host sync and one 
 * Batch-1 updates of seq / out / accepted / caches are dynamic_update_slices, not scatters.
 * The models go to ``jax.jit`` as pytrees (NNX modules are pytrees): ~0.5 ms of Python per model and call,
   against ~5 ms for ``nnx.split`` plus hashing a static graph definition.
-* Every argmax (greedy tokens, Gumbel-max samples) is ``sampling.argmax``, a max then a min over indices: XLA:CPU's
-  own argmax, a variadic reduce, costs ~4 ns per element (~18 us per [1, 4096] draft step, ~76 us for [8, 4096]
-  verify logits), ~10x the two plain reductions.
+* Every argmax (greedy tokens, Gumbel-max samples) is ``sampling.argmax`` (its docstring: why and how much).
 What is left beyond the model calls (benchmarks/results/speculative.json): the Gumbel noise at T > 0 (two logs
 per element of (gamma + 1) x V), the catch-up call, a few dozen small bookkeeping ops, XLA:CPU's per-op
 dispatch (~0.5-1 us for each of the ~600 ops of a block), and the draft running slower in the loop than alone
