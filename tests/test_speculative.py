@@ -74,8 +74,9 @@ def _gof_pvalue(samples_Nx3, probs, vocab):
   return stats.chisquare(obs, exp).pvalue
 
 
-@pytest.mark.parametrize("gamma,temperature", [(2, 1.0), (4, 0.7)])
+@pytest.mark.parametrize("gamma,temperature", [(2, 1.0), (4, 0.7), (6, 1.0)])
 def test_lossless_matches_exact_target_distribution(gamma, temperature):
+  """gamma 6 > V = 4: the block's accept-test uniforms span two rows of its [B, rows, V] random bits."""
   V, N = 4, 20000
   target, draft = _pair(V, seed=3, scale=3.0, noise=0.6)
   prompt = [1, 2, 3]
