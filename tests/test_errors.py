@@ -359,3 +359,9 @@ def test_cli_all_passes_the_seed_and_keeps_seed_runs_apart(monkeypatch, tmp_path
   calls.clear()
   assert cli.main(["all", "--profile", "smoke", "--run-dir", str(tmp_path)]) == 0
   assert calls["train"] == 0 and calls["seed"] == 0 and calls["out"] is None
+
+
+def test_wall_time_round_out_of_range_is_named():
+  from dsrepro.repro import evaluations
+  with pytest.raises(ValueError, match=r"timing_round=2 is out of range: profile 'smoke' has wall_rounds=2"):
+    evaluations.wall_time(get_profile("smoke"), "gsm8k", None, None, 3, 0.0, timing_round=2)

@@ -61,6 +61,10 @@ def test_all_notebooks_smoke(tmp_path_factory):
   start = f3a[f3a.step == 0]
   assert set(start.model) == set(f3a.model) and f3a.step.max() > 0
   assert start.groupby(["metric", "gamma", "decoding"]).value.nunique().eq(1).all()
+  d1 = pd.read_csv(out / "table_d1_stats.csv")  # smoke takes 2 wall-time rounds; the interval pools them
+  assert (d1[d1.claim == "d1.sd_faster"].n_seeds == 2).all()
+  assert (pd.read_csv(out / "table_d1.csv").wall_rounds == 2).all()
+  assert list(times)[-2:] == ["table_d1", "report"] and "table_d1 wall-time round 1" in times
   report = (out / "REPORT.md").read_text()
   assert "profile: `smoke`" in report and "![" in report
   executed = Path(run_dir) / "smoke" / "notebooks"
@@ -68,3 +72,17 @@ def test_all_notebooks_smoke(tmp_path_factory):
   for name in ALL:  # the sources in notebooks/ are untouched (still without outputs)
     test_script_and_ipynb_are_in_sync(name)
   print("notebook times (s):", {k: round(v, 1) for k, v in times.items()})
+
+
+def test_schedule_spreads_wall_rounds_and_runs_table_d1_last():
+  todo = notebooks.names()
+  assert notebooks.schedule(todo, 1) == todo  # one round: the registry's order
+  for rounds in (2, 3, 5):
+    order = notebooks.schedule(todo, rounds)
+    assert [x for x in order if isinstance(x, str)] == [n for n in todo if n not in ("table_d1", "report")] + [
+        "table_d1", "report"]
+    assert sorted(x for x in order if isinstance(x, int)) == list(range(1, rounds))  # each round once
+    gaps = [i for i, x in enumerate(order) if isinstance(x, int)]
+    assert gaps[0] > 1 and order.index("table_d1") - gaps[-1] > 1  # spread: not bunched at either end
+  assert notebooks.schedule(["table_d1"], 3) == [1, 2, "table_d1"]  # alone: the rounds still come first
+  assert notebooks.schedule(["fig1_speedup", "report"], 3) == ["fig1_speedup", "report"]  # no Table D.1: no rounds

@@ -204,14 +204,19 @@ def sd_records(p: Profile, task: str, target_m: Trained, draft_m: Trained, root=
 
 
 def wall_time(p: Profile, task: str, target_m: Trained, draft_m: Trained, gamma: int, temperature: float,
-              root=None) -> dict:
+              root=None, timing_round: int = 0) -> dict:
   """Measured batch-1 wall time of target-only decoding and of SD on the first ``p.n_latency_prompts`` evaluation
   prompts (``evaluate.wall_time_speedup``, fastest of ``p.latency_reps`` runs per prompt), cached; per prompt
-  ``plain_s``, ``plain_tokens``, ``sd_s``, ``sd_tokens`` (for intervals) and the overall ``speedup``."""
+  ``plain_s``, ``plain_tokens``, ``sd_s``, ``sd_tokens`` (for intervals) and the overall ``speedup``.
+  ``timing_round`` r < ``p.wall_rounds``: the same measurement repeated at another time (its own cache entry)."""
+  if not 0 <= timing_round < p.wall_rounds:
+    raise ValueError(f"timing_round={timing_round!r} is out of range: profile {p.name!r} has wall_rounds="
+                     f"{p.wall_rounds} (rounds 0 .. {p.wall_rounds - 1})")
   td = task_data(p, task, root)
   k = p.n_latency_prompts
   cfg = dict(t=target_m.id, d=draft_m.id, task=task, g=gamma, T=temperature, n=k, new=p.max_new_tokens,
-             reps=p.latency_reps, seed=p.seed, backend=jax.default_backend())
+             reps=p.latency_reps, seed=p.seed, backend=jax.default_backend(),
+             **({"round": timing_round} if timing_round else {}))  # round 0 keeps the key it always had
 
   def run():
     spec = SpecConfig(gamma=gamma, max_new_tokens=p.max_new_tokens, temperature=temperature, eos_id=td.eos_id,

@@ -29,7 +29,7 @@ from dsrepro import runs
 from dsrepro.errors import ConfigError, NotebookError, check_int, one_line
 from dsrepro.repro import figure
 from dsrepro.repro.artefacts import default_root
-from dsrepro.repro.figures import FIGURES, get
+from dsrepro.repro.figures import FIGURES, get, table_d1
 from dsrepro.repro.profiles import Profile, get_profile
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
@@ -82,6 +82,12 @@ def figures_dir(profile: str, out_dir: str = "") -> Path:
   return Path(out_dir).expanduser().resolve() if out_dir else NOTEBOOK_DIR.parent / "figures" / profile
 
 
+def notebook_profile(profile: str, tasks: str = "", seed: int = 0) -> Profile:
+  """The profile a notebook runs with its ``tasks`` (comma-separated, "" = the profile's) and ``seed``."""
+  overrides = {"seed": seed, **({"tasks": tuple(t.strip() for t in tasks.split(","))} if tasks.strip() else {})}
+  return get_profile(profile, **overrides)
+
+
 def setup(profile: str, tasks: str = "", seed: int = 0, run_dir: str = "",
           out_dir: str = "") -> tuple[Profile, str | None, Path]:
   """The notebook's profile (``tasks``: a comma-separated override, "" = the profile's), artefact root (None =
@@ -98,8 +104,7 @@ def setup(profile: str, tasks: str = "", seed: int = 0, run_dir: str = "",
     if not isinstance(value, str):
       raise ConfigError(f"notebook parameter {name}={value!r} must be a string, got a {type(value).__name__}")
   check_int("notebook parameter seed", seed, 0)
-  overrides = {"seed": seed, **({"tasks": tuple(t.strip() for t in tasks.split(","))} if tasks.strip() else {})}
-  p = get_profile(profile, **overrides)
+  p = notebook_profile(profile, tasks, seed)
   runs.ensure_dir(Path(run_dir).expanduser() if run_dir else default_root(), "artefact root")
   out = figures_dir(profile, out_dir)
   runs.ensure_dir(out, "figures folder")
@@ -191,24 +196,49 @@ def run_notebook(name: str, profile: str, out_dir=None, run_dir=None, executed_d
   return dst
 
 
+TIMED = table_d1.SPEC.notebook  # its wall times are taken in Profile.wall_rounds rounds across the run
+
+
+def schedule(todo: list[str], rounds: int) -> list[str | int]:
+  """The order of ``run_all``: notebook names, and ints r for "take wall-time round r now"
+  (``table_d1.measure_round``). With ``rounds`` R > 1 and Table D.1 in ``todo``, Table D.1 moves to just before
+  the report and rounds 1 .. R-1 go between the other notebooks at even spacing, so its rounds (round 0 is taken
+  by its own notebook, last) span the run; with R = 1 the order is ``todo``'s."""
+  if rounds <= 1 or TIMED not in todo:
+    return list(todo)
+  rest = [n for n in todo if n not in (TIMED, REPORT)]
+  after = [(max(1, round(r * len(rest) / rounds)), r) for r in range(1, rounds)]  # (position, round)
+  out: list[str | int] = []
+  for i, name in enumerate(rest, 1):
+    out += [name] + [r for pos, r in after if pos == i]
+  out += [r for pos, r in after if pos > len(rest)] + [TIMED]
+  return out + [REPORT] * (REPORT in todo)
+
+
 def run_all(profile: str, out_dir=None, run_dir=None, only=None, command: str | None = None,
             progress: bool = True, **params) -> dict[str, float]:
-  """Run every notebook (or those in ``only``) in order; returns {name: seconds}. ``command`` is recorded in the
-  report header. A failing notebook is reported and the others still run; the first error is raised at the end."""
+  """Run every notebook (or those in ``only``) in the order of :func:`schedule`; returns {name: seconds}.
+  ``command`` is recorded in the report header. A failing notebook (or timing round) is reported and the others
+  still run; the first error is raised at the end."""
   from tqdm.auto import tqdm
-  todo = [n for n in names() if only is None or n in only]
+  p = notebook_profile(profile, params.get("tasks", ""), params.get("seed", 0))
+  todo = schedule([n for n in names() if only is None or n in only], p.wall_rounds)
   times, errors = {}, {}
   bar = tqdm(todo, desc=f"notebooks ({profile})", unit="nb", disable=not progress)
   for name in bar:
-    bar.set_postfix_str(name)
+    label = name if isinstance(name, str) else f"{TIMED} wall-time round {name}"
+    bar.set_postfix_str(label)
     t0 = time.perf_counter()
     try:
-      extra = {"command": command} if name == REPORT and command else {}
-      run_notebook(name, profile, out_dir, run_dir=run_dir, progress=progress, **params, **extra)
+      if isinstance(name, int):
+        table_d1.measure_round(p, name, Path(run_dir).resolve() if run_dir else None)
+      else:
+        extra = {"command": command} if name == REPORT and command else {}
+        run_notebook(name, profile, out_dir, run_dir=run_dir, progress=progress, **params, **extra)
     except Exception as e:  # noqa: BLE001 -- keep going, report at the end
-      errors[name] = e
-      tqdm.write(f"[dsrepro] notebook {name} FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    times[name] = time.perf_counter() - t0
+      errors[label] = e
+      tqdm.write(f"[dsrepro] {label} FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    times[label] = time.perf_counter() - t0
   bar.close()
   root = Path(run_dir).resolve() if run_dir else default_root()
   print(f"\nnotebooks ({profile}), executed copies in {root / profile / 'notebooks'}, figures in "

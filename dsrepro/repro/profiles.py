@@ -27,6 +27,10 @@ The ``cpu`` profile, chosen by measurement on the 2-core CPU we run it on (batch
 * lengths 160 + 48 tokens: XSum prompts cut to 160 keep the article's head and the answer marker; 48 new tokens
   cost 3/8 of 128 per generation. GSM8K answers longer than 48 tokens are cut (and then scored wrong); Fig. 5 and
   6 plot each task's own metric (GSM8K accuracy, XSum ROUGE-2), so XSum gives a quality axis above zero.
+* wall_rounds = 3: Table D.1's wall times are taken three times, spread over ``dsrepro all``
+  (``notebooks.schedule``; ~2 min per round here, so the run grows by ~4 min), since one round's interval did not cover how this VM's speed
+  moves between hours: four measurements of the same cached models gave Table D.1's clock verdict twice
+  reproduced, twice inconclusive (README). Added after the run below, which took one round.
 * measured end to end (2026-11-29): a fresh clone's ``make figures PROFILE=cpu`` took 1 h 53 min on the idle
   machine (the README has the per-stage split); in-loop there c = 0.035 and t_verify / t_target = 1.44, 1.71, 1.90
   at gamma 3, 5, 7.
@@ -67,6 +71,8 @@ class Profile:
   temperatures: tuple[float, ...] = (0.0, 1.0)
   n_latency_prompts: int = 4        # batch-1 wall-time measurements (prompts)
   latency_reps: int = 2             # runs per prompt; the fastest counts (robust to other processes)
+  wall_rounds: int = 1              # timing rounds of the wall times, spread over `dsrepro all` (run_all);
+                                    # Table D.1's interval resamples rounds (as seeds) x prompts
   track_points: int = 3             # alignment evaluations during each KD run (Fig. 3a)
   lenience_eps: tuple[float, ...] = (1.0, 0.5, 0.2, 0.1, 0.03, 0.01)
   adaspec_k: float = 0.4
@@ -115,7 +121,7 @@ class Profile:
         _check_field(w + f.name, str(f.type).replace(" ", ""), getattr(self, f.name), f.name, sizes)
     check_int(w + "vocab_size", self.vocab_size, 259)  # 256 bytes + 3 special tokens (tokenizer.train_tokenizer)
     for name in ("max_prompt_len", "max_target_len", "kd_grid_steps", "n_eval", "eval_batch", "max_new_tokens",
-                 "track_points", "kd_seeds", "latency_reps"):
+                 "track_points", "kd_seeds", "latency_reps", "wall_rounds"):
       check_int(w + name, getattr(self, name), 1)
     check_int(w + "n_latency_prompts", self.n_latency_prompts, 1, self.n_eval)  # measured on eval prompts
     for e in self.lenience_eps:
@@ -193,7 +199,7 @@ PROFILES: dict[str, Profile] = {
         max_prompt_len=24, max_target_len=16, n_train=128,
         sft_target=_tc(6, 0.2, 8), sft_draft=_tc(6, 0.2, 8), sft_garden=_tc(4, 0.2, 8), kd=_tc(4, 0.05, 8),
         pretrain=_tc(4, 0.2, 8), pretrain_corpus=("gsm8k",), kd_grid_steps=2, smoke_scale=True,
-        n_eval=8, eval_batch=8, max_new_tokens=8, gammas=(3,), n_latency_prompts=1, track_points=1,
+        n_eval=8, eval_batch=8, max_new_tokens=8, gammas=(3,), n_latency_prompts=1, wall_rounds=2, track_points=1,
         lenience_eps=(1.0, 0.3), domain_examples=16, domain_updates=4, domain_sizes=(2, 4, 8, 16)),
     "quick": Profile(
         name="quick", tasks=("gsm8k",), fig4_tasks=("gsm8k",), adaspec_tasks=("gsm8k",),
@@ -212,7 +218,8 @@ PROFILES: dict[str, Profile] = {
         pretrain=_tc(450, 0.1, 16), pretrain_corpus=tuple(t for t in ALL_TEXT if t != "mbpp"),
         sft_target=_tc(120, 0.1, 16), sft_draft=_tc(150, 0.1, 16), sft_garden=_tc(120, 0.1, 16),
         kd=_tc(60, 0.05, 8), kd_grid_steps=30, kd_seeds=3,
-        n_eval=64, eval_batch=32, max_new_tokens=48, n_latency_prompts=16, latency_reps=2, track_points=2,
+        n_eval=64, eval_batch=32, max_new_tokens=48, n_latency_prompts=16, latency_reps=2, wall_rounds=3,
+        track_points=2,
         domain_tasks=("gsm8k", "mbpp"), domain_examples=256, domain_updates=64, domain_batch=16,
         domain_sizes=(32, 64, 128, 256), domain_seeds=2, domain_buffer=4),
     "full": Profile(
