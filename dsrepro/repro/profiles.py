@@ -28,9 +28,9 @@ The ``cpu`` profile, chosen by measurement on the 2-core CPU we run it on (batch
   cost 3/8 of 128 per generation. GSM8K answers longer than 48 tokens are cut (and then scored wrong); Fig. 5 and
   6 plot each task's own metric (GSM8K accuracy, XSum ROUGE-2), so XSum gives a quality axis above zero.
 * wall_rounds = 3: Table D.1's wall times are taken three times, spread over ``dsrepro all``
-  (``notebooks.schedule``; ~2 min per round here, so the run grows by ~4 min), since one round's interval did not cover how this VM's speed
-  moves between hours: four measurements of the same cached models gave Table D.1's clock verdict twice
-  reproduced, twice inconclusive (README). Added after the run below, which took one round.
+  (``notebooks.schedule``; ~2 min per round here, so the run grows by ~4 min), since one round's interval did not
+  cover how this VM's speed moves between hours: four measurements of the same cached models gave Table D.1's
+  clock verdict twice reproduced, twice inconclusive (README). Added after the run below, which took one round.
 * measured end to end (2026-11-29): a fresh clone's ``make figures PROFILE=cpu`` took 1 h 53 min on the idle
   machine (the README has the per-stage split); in-loop there c = 0.035 and t_verify / t_target = 1.44, 1.71, 1.90
   at gamma 3, 5, 7.
