@@ -1,6 +1,7 @@
 """DistillSpec (arXiv 2310.08461) Table D.1: acceptance rate alpha, block efficiency tau, the relative latency c
 and the speedups of speculative decoding with the SFT draft and the DistillSpec (on-policy GKD) draft, for every
-task x gamma x decoding, each with its 95% interval (over KD seeds x prompts; wall time over the latency prompts).
+task x gamma x decoding, each with its 95% interval (over KD seeds x prompts; wall time over timing rounds x
+latency prompts).
 
 Speedups: ``speedup_c`` = tau / (c gamma + 1), the paper's model, with the in-loop c measured here;
 ``speedup_pred`` = tau t_target / (gamma t_draft + t_verify) from the in-loop call latencies; ``speedup_wall`` =
