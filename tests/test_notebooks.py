@@ -61,13 +61,17 @@ def test_all_notebooks_smoke(tmp_path_factory):
   start = f3a[f3a.step == 0]
   assert set(start.model) == set(f3a.model) and f3a.step.max() > 0
   assert start.groupby(["metric", "gamma", "decoding"]).value.nunique().eq(1).all()
+  executed = Path(run_dir) / "smoke" / "notebooks"
   d1 = pd.read_csv(out / "table_d1_stats.csv")  # smoke takes 2 wall-time rounds; the interval pools them
   assert (d1[d1.claim == "d1.sd_faster"].n_seeds == 2).all()
   assert (pd.read_csv(out / "table_d1.csv").wall_rounds == 2).all()
   assert list(times)[-2:] == ["table_d1", "report"] and "table_d1 wall-time round 1" in times
+  # round 1 is taken after fig4, not when Fig. 1 builds Table D.1 early in the run: only round 0 exists by then
+  walls = sorted(Path(run_dir, "smoke", "eval").glob("wall-*.json"), key=lambda f: f.stat().st_mtime)
+  fig1_done = (executed / "fig1_speedup.ipynb").stat().st_mtime
+  assert len(walls) == 2 * sum(f.stat().st_mtime <= fig1_done for f in walls) > 0
   report = (out / "REPORT.md").read_text()
   assert "profile: `smoke`" in report and "![" in report
-  executed = Path(run_dir) / "smoke" / "notebooks"
   assert sorted(p.stem for p in executed.glob("*.ipynb")) == sorted(notebooks.names())
   for name in ALL:  # the sources in notebooks/ are untouched (still without outputs)
     test_script_and_ipynb_are_in_sync(name)

@@ -64,7 +64,11 @@ def measure_round(p: Profile, timing_round: int, root=None) -> None:
           ev.wall_time(p, task, target, ds[0], g, temperature, root, timing_round)
 
 
-def build(p: Profile, root=None) -> dict:
+def build(p: Profile, root=None, wall_rounds: int | None = None) -> dict:
+  """The table and its stats. ``wall_rounds``: how many timing rounds to pool (default ``p.wall_rounds``, taking
+  the missing ones now); Fig. 1, which builds this table early in ``dsrepro all``, pools only round 0, so rounds
+  1 .. R-1 are still taken later in the run (``notebooks.schedule``)."""
+  wall_rounds = p.wall_rounds if wall_rounds is None else wall_rounds
   rows, stat_rows = [], []
   for task in p.tasks:
     target = ex.target(p, task, root)
@@ -74,7 +78,7 @@ def build(p: Profile, root=None) -> dict:
         r0 = recs[0]
         row = figure.summary(recs, label)
         scale_c, scale_pred = 1 / (r0["c"] * g + 1), r0["t_target"] / (g * r0["t_draft"] + r0["t_verify"])
-        ws = [ev.wall_time(p, task, target, ds[0], g, r0["temperature"], root, r) for r in range(p.wall_rounds)]
+        ws = [ev.wall_time(p, task, target, ds[0], g, r0["temperature"], root, r) for r in range(wall_rounds)]
         wall = stats.bootstrap(lambda f: figure.wall_speedup(f["w"]), {"w": stats.Arm.of(**{
             k: [w[k] for w in ws] for k in figure.WALL})})
         row.update(c=r0["c"], t_draft=r0["t_draft"], t_target=r0["t_target"], t_verify=r0["t_verify"],
@@ -87,7 +91,7 @@ def build(p: Profile, root=None) -> dict:
         if label == "DistillSpec" and (dec not in best or wall.estimate > best[dec][0].estimate):
           best[dec] = (wall, g)
     for dec, (wall, g) in best.items():
-      stat_rows.append(figure.stats_row(SD_FASTER, f"{task} {dec} (gamma {g})", wall, p.wall_rounds,
+      stat_rows.append(figure.stats_row(SD_FASTER, f"{task} {dec} (gamma {g})", wall, wall_rounds,
                                         p.n_latency_prompts))
     g_max = max(p.gammas)
     last = next(r for r in rows if r["task"] == task and r["gamma"] == g_max)
