@@ -202,8 +202,8 @@ TIMED = table_d1.SPEC.notebook  # its wall times are taken in Profile.wall_round
 def schedule(todo: list[str], rounds: int) -> list[str | int]:
   """The order of ``run_all``: notebook names, and ints r for "take wall-time round r now"
   (``table_d1.measure_round``). With ``rounds`` R > 1 and Table D.1 in ``todo``, Table D.1 moves to just before
-  the report and rounds 1 .. R-1 go between the other notebooks at even spacing, so its rounds (round 0 is taken
-  by its own notebook, last) span the run; with R = 1 the order is ``todo``'s."""
+  the report and rounds 1 .. R-1 go between the other notebooks at even spacing, so its rounds span the run
+  (round 0 is taken by whichever builds Table D.1 first: Fig. 1, early); with R = 1 the order is ``todo``'s."""
   if rounds <= 1 or TIMED not in todo:
     return list(todo)
   rest = [n for n in todo if n not in (TIMED, REPORT)]

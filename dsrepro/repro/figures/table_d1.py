@@ -9,11 +9,11 @@ measured batch-1 wall time of target-only decoding / SD (the first KD seed's dra
 assumption fails when SD does not pay: c counts a verification as one target call, the latency prediction prices
 it, the wall time adds everything the loop does besides model calls.
 
-Wall time is measured in ``Profile.wall_rounds`` rounds: ``dsrepro all`` (``notebooks.run_all``) takes rounds
-1 .. R-1 between the other notebooks (:func:`measure_round`) and runs this table last, so the rounds span the whole
-run, and the interval resamples rounds (as seeds) x prompts; a standalone run of this notebook takes the rounds
-that are missing back to back. One round's interval covers the prompts, not how a shared machine's speed drifts
-between hours (the cpu profile's verdict moved between runs of the same models).
+Wall time is measured in ``Profile.wall_rounds`` rounds: ``dsrepro all`` (``notebooks.run_all``) takes round 0
+with Fig. 1 (early), rounds 1 .. R-1 between the other notebooks (:func:`measure_round`) and runs this table
+last, so the rounds span the whole run, and the interval resamples rounds (as seeds) x prompts; a standalone run
+of this notebook takes the rounds that are missing back to back. One round's interval covers the prompts, not how
+a shared machine's speed drifts between hours (the cpu profile's verdict moved between runs of the same models).
 """
 from __future__ import annotations
 
