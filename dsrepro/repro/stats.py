@@ -5,7 +5,10 @@ where a claim is about a training recipe, over repeated training runs (seeds): e
 every arm with replacement (independently per arm: runs of different recipes are not paired), then the prompts
 with replacement (ONE draw shared by all arms: every draft is evaluated on the same prompts, so comparisons are
 paired), and recomputes the statistic. Ratios such as tau = tokens / target calls are recomputed from the
-resampled sums (ratio estimators), not averaged per prompt.
+resampled sums (ratio estimators), not averaged per prompt. A statistic near a bound it cannot pass can have its
+estimate outside its own percentile interval: e.g. a rank correlation of a few drafts' mean tau at 0.91, where a
+resample of prompts only adds noise to the ranking, so most resamples rank worse (seen in Fig. 3c at the cpu
+profile). The verdict reads the interval, not the estimate.
 
 Verdicts (decided by rules written before the runs they judge): a claim's quantity has a direction and a threshold
 (e.g. tau(distilled) / tau(SFT) - 1 > 0). *reproduced*: the interval lies entirely on the paper's side of the
