@@ -33,7 +33,11 @@ The ``cpu`` profile, chosen by measurement on the 2-core CPU we run it on (batch
   clock verdict twice reproduced, twice inconclusive (README). Added after the run below, which took one round.
 * measured end to end (2026-11-29): a fresh clone's ``make figures PROFILE=cpu`` took 1 h 53 min on the idle
   machine (the README has the per-stage split); in-loop there c = 0.035 and t_verify / t_target = 1.44, 1.71, 1.90
-  at gamma 3, 5, 7.
+  at gamma 3, 5, 7. On a slower draw of the same VM (2026-12-06; pretrain small 2.8 s/step, the target's 1-token
+  call 1.76 ms instead of 1.01) the same command needed ~3 h 20 min of compute (interrupted once, resumed from the
+  cache; figures/cpu are that run's): c = 0.028, t_verify / t_target = 1.62, 1.89, 2.01. The profile is NOT trimmed
+  to meet 2 hours on such a draw: that would take cutting ~40% of the work (KD seeds 3 -> 1-2, the domain study's
+  second seed, 64 -> 32 prompts), which widens every interval the verdicts read.
 """
 from __future__ import annotations
 
