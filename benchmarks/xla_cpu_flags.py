@@ -6,11 +6,15 @@ Speculative decoding pays only when verifying gamma + 1 tokens costs about one t
 2310.08461, Sec. 2: the speedup model tau / (c gamma + 1) assumes it). On the 2-core CPU the ``cpu`` profile's
 target (``small``, 9.4M parameters, vocab 4096) verifies 8 tokens in ~2 target calls (figures/cpu/REPORT.md). This
 benchmark asks whether XLA:CPU's matmul libraries change that: for each flag set (``FLAG_SETS``: the default,
-XNNPACK off, XNNPACK / YNNPACK dot fusions (``+dot`` = LIBRARY_FUSION_TYPE_DOT), oneDNN thunks, XNN graph fusion;
-names from ``XLA_FLAGS=--help`` of jaxlib 0.10.2) a fresh process (flags are read once per process) measures the in-loop batch-1 latency
-(``evaluate.loop_latency``, the cpu profile's context 168 and cache 224) of 1, 4 and 8 tokens of a randomly
-initialised model; rounds alternate the flag sets so the VM's drift between minutes hits them alike. Reports
-median, min and max over rounds -> ``benchmarks/results/xla_cpu_flags.json``.
+XNNPACK off, XNNPACK / YNNPACK dot fusions (``+dot`` = LIBRARY_FUSION_TYPE_DOT), oneDNN thunks, XNN graph fusion,
+dots kept out of YNNPACK; names from ``XLA_FLAGS=--help`` of jaxlib 0.10.2) a fresh process (flags are read once per
+process) measures the in-loop batch-1 latency (``evaluate.loop_latency``, the cpu profile's context 168 and cache
+224) of 1, 4 and 8 tokens of a randomly initialised model; rounds alternate the flag sets so the VM's drift between minutes hits them alike. Reports
+median, min and max over rounds, appended as one run to ``benchmarks/results/xla_cpu_flags.json``.
+
+A ``jax.profiler`` trace is misleading here: traced, the 8-token call looked ~20% cheaper with its dots kept out of
+YNNPACK (``ynn_no_individual_dot``); untraced, as measured here, it is ~12% dearer (the profiler's per-call cost
+falls on the library calls).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 
 FLAG_SETS = {
     "default": "",
@@ -29,6 +34,10 @@ FLAG_SETS = {
     "ynn_dot_fusion": "--xla_cpu_experimental_ynn_fusion_type=+dot",
     "onednn": "--xla_cpu_use_onednn=true",
     "xnn_graph_greedy": "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY",
+    # jaxlib 0.10.2 hands multi-row dots to YNNPACK by default (a ``jax.profiler`` trace shows ``ynn_fusion``
+    # thunks for 8 tokens, XLA's own ``dot`` thunks for 1); these two keep the dots in XLA's own thunks.
+    "ynn_no_individual_dot": "--xla_cpu_experimental_ynn_fusion_type=-individual_dot",
+    "ynn_no_dot": "--xla_cpu_experimental_ynn_fusion_type=-individual_dot,-dot",
 }
 N_TOKENS = (1, 4, 8)
 
@@ -58,15 +67,21 @@ def main(argv=None) -> None:
   ap.add_argument("--context", type=int, default=168)
   ap.add_argument("--cache-len", type=int, default=224)
   ap.add_argument("--rounds", type=int, default=3)
-  ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "xla_cpu_flags.json"))
+  ap.add_argument("--sets", default=",".join(FLAG_SETS), help="comma-separated names of FLAG_SETS to run")
+  ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "xla_cpu_flags.json"),
+                  help="JSON file; a run is appended to its list of runs")
   args = ap.parse_args(argv)
   if args.rounds < 1:
     raise SystemExit(f"--rounds={args.rounds}: expected >= 1")
+  sets = args.sets.split(",")
+  unknown = [s for s in sets if s not in FLAG_SETS]
+  if unknown:
+    raise SystemExit(f"--sets: unknown {unknown}; expected names from {list(FLAG_SETS)}")
   from tqdm import tqdm
-  raw = {name: [] for name in FLAG_SETS}
+  raw = {name: [] for name in sets}
   for _ in tqdm(range(args.rounds), desc="rounds"):
-    for name, flags in FLAG_SETS.items():
-      raw[name].append(measure(flags, args.size, args.context, args.cache_len))
+    for name in sets:
+      raw[name].append(measure(FLAG_SETS[name], args.size, args.context, args.cache_len))
 
   def summary(xs):
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
@@ -79,14 +94,20 @@ def main(argv=None) -> None:
       if n > 1:
         row[f"ratio_{n}_over_1"] = summary([r[n] / r[1] for r in runs])
     rows[name] = row
-  result = {"size": args.size, "context": args.context, "cache_len": args.cache_len, "rounds": args.rounds,
-            "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "flag_sets": rows}
+  run = {"date": time.strftime("%Y-%m-%d %H:%M"), "size": args.size, "context": args.context,
+         "cache_len": args.cache_len, "rounds": args.rounds,
+         "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "flag_sets": rows}
+  runs = []
+  if os.path.exists(args.out):  # earlier runs are kept: compare flag sets only within one run (the VM drifts)
+    with open(args.out) as f:
+      runs = json.load(f)["runs"]
+  result = {"runs": runs + [run]}
   tmp = args.out + ".tmp"
   with open(tmp, "w") as f:
     json.dump(result, f, indent=1)
   os.replace(tmp, args.out)
-  for name, row in rows.items():
+  for name in sets:
+    row = rows[name]
     print(f"{name:18s} t1 {row['t1_ms']['median']:.2f} ms  t8 {row['t8_ms']['median']:.2f} ms  "
           f"t8/t1 {row['ratio_8_over_1']['median']:.2f} [{row['ratio_8_over_1']['min']:.2f}, "
           f"{row['ratio_8_over_1']['max']:.2f}]")
