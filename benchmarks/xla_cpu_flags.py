@@ -10,7 +10,8 @@ XNNPACK off, XNNPACK / YNNPACK dot fusions (``+dot`` = LIBRARY_FUSION_TYPE_DOT),
 dots kept out of YNNPACK; names from ``XLA_FLAGS=--help`` of jaxlib 0.10.2) a fresh process (flags are read once per
 process) measures the in-loop batch-1 latency (``evaluate.loop_latency``, the cpu profile's context 168 and cache
 224) of 1, 4 and 8 tokens of a randomly initialised model; rounds alternate the flag sets so the VM's drift between
-minutes hits them alike. Reports median, min and max over rounds, appended as one run to ``benchmarks/results/xla_cpu_flags.json``.
+minutes hits them alike. Reports median, min and max over rounds, appended as one run to
+``benchmarks/results/xla_cpu_flags.json``.
 
 A ``jax.profiler`` trace is misleading here: traced, the 8-token call looked ~20% cheaper with its dots kept out of
 YNNPACK (``ynn_no_individual_dot``); untraced, as measured here, it is ~12% dearer (the profiler's per-call cost
