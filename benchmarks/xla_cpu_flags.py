@@ -88,12 +88,12 @@ def main(argv=None) -> None:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
 
   rows = {}
-  for name, runs in raw.items():
+  for name, per_round in raw.items():
     row = {"xla_flags": FLAG_SETS[name]}
     for n in N_TOKENS:
-      row[f"t{n}_ms"] = summary([r[n] * 1e3 for r in runs])
+      row[f"t{n}_ms"] = summary([r[n] * 1e3 for r in per_round])
       if n > 1:
-        row[f"ratio_{n}_over_1"] = summary([r[n] / r[1] for r in runs])
+        row[f"ratio_{n}_over_1"] = summary([r[n] / r[1] for r in per_round])
     rows[name] = row
   run = {"date": time.strftime("%Y-%m-%d %H:%M"), "size": args.size, "context": args.context,
          "cache_len": args.cache_len, "rounds": args.rounds,
