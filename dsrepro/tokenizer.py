@@ -14,6 +14,7 @@ Choices:
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,11 +22,11 @@ from pathlib import Path
 import numpy as np
 from flax import struct
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast  # not AutoTokenizer here: it imports torch (~2-3 s), see from_pretrained
 
 from dsrepro.errors import ConfigError, DamagedArtefact, DataNotFound, one_line
 
-__all__ = ["SPECIAL_TOKENS", "train_tokenizer", "save_tokenizer", "load_tokenizer", "ensure_specials",
+__all__ = ["SPECIAL_TOKENS", "train_tokenizer", "save_tokenizer", "load_tokenizer", "from_pretrained", "ensure_specials",
            "check_same_vocab", "Encoded", "encode_examples", "encode_prompts", "decode_until_eos"]
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
@@ -64,12 +65,31 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     raise DataNotFound(f"tokenizer directory not found: {str(path.resolve())!r}; pass the folder written by "
                        "save_tokenizer / save_pretrained")
   try:
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    tok = from_pretrained(path)
   except Exception as e:  # noqa: BLE001 -- tokenizers / transformers raise many types for a damaged file
     raise DamagedArtefact(path, f"cannot be loaded as a tokenizer ({type(e).__name__}: {one_line(e)[:200]})",
                           f"restore or re-save the tokenizer files in {path} (a cached tokenizer under runs/: "
                           "delete its run directory and rerun)") from e
   return ensure_specials(tok, path)
+
+
+def from_pretrained(path: str | Path):
+  """The HF tokenizer in a local directory (no hub access), as transformers loads it, with one exception.
+
+  A tokenizer.json whose tokenizer_config.json declares a generic class (PreTrainedTokenizerFast /
+  TokenizersBackend: ours, or one written by export_hf for a tokenizers-built vocabulary) is loaded as exactly that:
+  transformers v5's AutoTokenizer would otherwise swap in the model type's own class (Qwen2Tokenizer for qwen2),
+  which re-derives the vocabulary and breaks such tokenizers. It also keeps ``import torch`` (which AutoTokenizer
+  pulls in through transformers' model configs) out of every process that only reads our tokenizers: each notebook
+  kernel starts ~2-3 s sooner."""
+  path = Path(path)
+  declared = None
+  if (path / "tokenizer_config.json").is_file():
+    declared = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
+  if declared in ("PreTrainedTokenizerFast", "TokenizersBackend") and (path / "tokenizer.json").is_file():
+    return PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
+  from transformers import AutoTokenizer
+  return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
 def ensure_specials(tok, where) -> PreTrainedTokenizerFast:

@@ -37,6 +37,7 @@ from safetensors.flax import save_file
 
 from dsrepro.models.hf_config import ARCHS, export_arch, hf_config_kwargs, hf_config_to_model_config, model_type
 from dsrepro.models.transformer import ModelConfig, Transformer, make_model
+from dsrepro.tokenizer import from_pretrained
 
 __all__ = ["checkpoint_fingerprint", "import_hf", "export_hf", "load_tokenizer", "weight_spec",
            "hf_config_to_model_config", "ARCHS"]
@@ -189,24 +190,11 @@ def _open_weights(path: str):
 
 
 def load_tokenizer(path: str):
-  """transformers.AutoTokenizer from path (local files only), or None when path has no tokenizer files.
-
-  A tokenizer.json whose tokenizer_config.json declares a generic class (PreTrainedTokenizerFast /
-  TokenizersBackend, e.g. one written by export_hf for a tokenizers-built vocabulary) is loaded as exactly that:
-  transformers v5's AutoTokenizer would otherwise swap in the model type's own class (Qwen2Tokenizer for
-  qwen2), which re-derives the vocabulary and breaks such tokenizers."""
+  """The HF tokenizer in path (local files only; :func:`dsrepro.tokenizer.from_pretrained`), or None when path has
+  no tokenizer files."""
   if not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
     return None
-  from transformers import AutoTokenizer, PreTrainedTokenizerFast
-  tc_file = os.path.join(path, "tokenizer_config.json")
-  declared = None
-  if os.path.isfile(tc_file):
-    with open(tc_file) as f:
-      declared = json.load(f).get("tokenizer_class")
-  if declared in ("PreTrainedTokenizerFast", "TokenizersBackend") and os.path.isfile(
-      os.path.join(path, "tokenizer.json")):
-    return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
-  return AutoTokenizer.from_pretrained(path, local_files_only=True)
+  return from_pretrained(path)
 
 
 def checkpoint_fingerprint(path) -> dict:
