@@ -1,5 +1,6 @@
 """repro.stats: bootstrap intervals over seeds x prompts that cover, paired comparisons, the three-way verdict."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from dsrepro.repro import stats
@@ -72,4 +73,27 @@ def test_combine():
 def test_spearman():
   assert stats.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
   assert stats.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-  assert np.isnan(stats.spearman([1, 2], [1, 2]))
+  assert np.isnan(stats.spearman([1, 2], [1, 2])) and np.isnan(stats.spearman([1, 2, 3], [5, 5, 5]))
+  rng = np.random.default_rng(5)
+  for k in range(3, 40):  # average ranks for ties, NaN pairs dropped, inf kept: pandas' rank() and dropna()
+    x, y = rng.integers(0, 4, k).astype(float), rng.normal(size=k).round(1)
+    x[rng.integers(0, k)], y[rng.integers(0, k)] = np.nan, np.inf
+    d = pd.DataFrame({"x": x, "y": y}).dropna()
+    want = np.corrcoef(d.x.rank(), d.y.rank())[0, 1] if d.x.nunique() > 1 and len(d) >= 3 else np.nan
+    assert stats.spearman(x, y) == pytest.approx(want, nan_ok=True)
+
+
+def test_fast_resampling_equals_the_reference():
+  """The same draws and the same statistic values, for one- and many-seed arms, fields of mixed dtypes (their
+  order kept) and a statistic that reads the fields' order; a different seed gives other values."""
+  rng = np.random.default_rng(6)
+  arms = {"a": Arm({"tokens": rng.integers(1, 9, (3, 7)).astype(float), "n": rng.integers(0, 3, (3, 7)),
+                    "calls": rng.integers(1, 5, (3, 7)).astype(float)}),
+          "b": _arm(rng, 2.0, 1, 7), "c": _arm(rng, 1.5, 2, 7)}
+
+  def stat(f):
+    assert list(f["a"]) == ["tokens", "n", "calls"] and f["a"]["n"].dtype == np.int64
+    return TAU(f["a"]) - TAU(f["b"]) + f["c"]["tokens"][1, 0] + f["a"]["n"].sum()
+  ref = stats.resampled_reference(stat, arms, 300, seed=4)
+  np.testing.assert_array_equal(stats.resampled(stat, arms, 300, seed=4), ref)
+  assert not np.array_equal(stats.resampled(stat, arms, 300, seed=5), ref)

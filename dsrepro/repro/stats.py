@@ -21,10 +21,9 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 import numpy as np
-import pandas as pd
 
-__all__ = ["N_BOOT", "LEVEL", "REPRODUCED", "CONTRADICTED", "INCONCLUSIVE", "Interval", "Arm", "bootstrap",
-           "ratio_of_sums", "verdict", "combine", "spearman"]
+__all__ = ["N_BOOT", "LEVEL", "REPRODUCED", "CONTRADICTED", "INCONCLUSIVE", "Interval", "Arm", "Stat", "bootstrap",
+           "resampled", "resampled_reference", "ratio_of_sums", "verdict", "combine", "spearman"]
 
 N_BOOT = 2000
 LEVEL = 0.95
@@ -71,11 +70,50 @@ class Arm:
     return {k: v[np.ix_(seeds, prompts)] for k, v in self.fields.items()}
 
 
-def bootstrap(stat: Callable[[dict[str, dict[str, np.ndarray]]], float], arms: Mapping[str, Arm],
-              n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
+Stat = Callable[[dict[str, dict[str, np.ndarray]]], float]  # {arm: {field: [S, N] array}} -> a number
+
+
+def resampled_reference(stat: Stat, arms: Mapping[str, Arm], n_boot: int, seed: int) -> np.ndarray:
+  """The statistic on ``n_boot`` resamples, written for reading: each resample draws the prompts (shared by all
+  arms), then each arm's seeds, and takes the fields with :meth:`Arm.take`. :func:`resampled` is the fast version
+  of exactly this (same draws, same numbers; tests/test_stats.py checks one against the other)."""
+  rng, n_prompts = np.random.default_rng(seed), next(iter(arms.values())).n_prompts
+  values = np.empty(n_boot)
+  for b in range(n_boot):
+    prompts = rng.integers(0, n_prompts, n_prompts)
+    values[b] = stat({name: a.take(rng.integers(0, a.n_seeds, a.n_seeds), prompts) for name, a in arms.items()})
+  return values
+
+
+def resampled(stat: Stat, arms: Mapping[str, Arm], n_boot: int, seed: int) -> np.ndarray:
+  """:func:`resampled_reference`, 2-3x faster: each arm's fields are stacked by dtype as [F, S, N] once, so a
+  resample takes a whole group with one indexing operation instead of an ``np.ix_`` per field, and an arm with one
+  seed is not indexed over seeds (its draw is always seed 0; the draw is still made, so the stream is the same)."""
+  rng, n_prompts = np.random.default_rng(seed), next(iter(arms.values())).n_prompts
+  groups = {}  # arm -> [(field names, [F, S, N] array)], one entry per dtype
+  for name, a in arms.items():
+    by_dtype: dict[np.dtype, list[str]] = {}
+    for k, v in a.fields.items():
+      by_dtype.setdefault(np.asarray(v).dtype, []).append(k)
+    groups[name] = [(keys, np.stack([np.asarray(a.fields[k]) for k in keys])) for keys in by_dtype.values()]
+  values = np.empty(n_boot)
+  for b in range(n_boot):
+    prompts = rng.integers(0, n_prompts, n_prompts)
+    drawn = {}
+    for name, a in arms.items():
+      seeds = rng.integers(0, a.n_seeds, a.n_seeds)
+      took = {k: v for keys, x in groups[name]
+              for k, v in zip(keys, (x if a.n_seeds == 1 else x[:, seeds])[:, :, prompts])}
+      drawn[name] = took if len(groups[name]) == 1 else {k: took[k] for k in a.fields}  # the fields' order
+    values[b] = stat(drawn)
+  return values
+
+
+def bootstrap(stat: Stat, arms: Mapping[str, Arm], n_boot: int = N_BOOT, seed: int = 0,
+              level: float = LEVEL) -> Interval:
   """``stat({arm: {field: [S, N] array}})`` on all the data and its percentile interval over seeds x prompts
-  resamples (module doc). Resamples where the statistic is not finite (e.g. a 0/0) are dropped; if fewer than
-  half remain, or there are fewer than 2 prompts, the interval is (nan, nan): inconclusive."""
+  resamples (module doc; :func:`resampled`). Resamples where the statistic is not finite (e.g. a 0/0) are dropped;
+  if fewer than half remain, or there are fewer than 2 prompts, the interval is (nan, nan): inconclusive."""
   n = {a.n_prompts for a in arms.values()}
   if len(n) != 1:
     raise ValueError(f"all arms must be evaluated on the same prompts, got prompt counts {sorted(n)}")
@@ -84,11 +122,7 @@ def bootstrap(stat: Callable[[dict[str, dict[str, np.ndarray]]], float], arms: M
   estimate = float(stat(full))
   if n_prompts < 2:  # nothing to resample: no interval (a single prompt says nothing about the spread)
     return Interval(estimate, float("nan"), float("nan"))
-  rng = np.random.default_rng(seed)
-  values = np.empty(n_boot)
-  for b in range(n_boot):
-    prompts = rng.integers(0, n_prompts, n_prompts)
-    values[b] = stat({name: a.take(rng.integers(0, a.n_seeds, a.n_seeds), prompts) for name, a in arms.items()})
+  values = resampled(stat, arms, n_boot, seed)
   values = values[np.isfinite(values)]
   if len(values) < n_boot / 2:
     return Interval(estimate, float("nan"), float("nan"))
@@ -100,8 +134,8 @@ def bootstrap(stat: Callable[[dict[str, dict[str, np.ndarray]]], float], arms: M
 def ratio_of_sums(num: str, den: str) -> Callable[[dict[str, np.ndarray]], float]:
   """``f(fields) = sum(fields[num]) / sum(fields[den])``: tau (tokens / calls), alpha (accepted / drafted)."""
   def f(fields: dict[str, np.ndarray]) -> float:
-    d = float(np.sum(fields[den]))
-    return float(np.sum(fields[num])) / d if d else float("nan")
+    d = float(fields[den].sum())
+    return float(fields[num].sum()) / d if d else float("nan")
   return f
 
 
@@ -124,9 +158,19 @@ def combine(verdicts) -> str:
   return REPRODUCED if all(v == REPRODUCED for v in verdicts) else INCONCLUSIVE
 
 
+def _ranks(x: np.ndarray) -> np.ndarray:
+  """1-based ranks, ties given their average rank (pandas' ``rank()``): a tie group of c values ending at
+  position e (cumulative count) gets e - (c - 1) / 2."""
+  _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+  return (np.cumsum(counts) - (counts - 1) / 2)[inverse]
+
+
 def spearman(x, y) -> float:
-  """Spearman rank correlation (average ranks for ties); nan with < 3 finite pairs or a constant input."""
-  d = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float)}).dropna()
-  if len(d) < 3 or d.x.nunique() < 2 or d.y.nunique() < 2:
+  """Spearman rank correlation (average ranks for ties); nan with < 3 finite pairs or a constant input. In
+  numpy, not pandas: the bootstrap calls it once per resample."""
+  x, y = np.asarray(x, float), np.asarray(y, float)
+  keep = ~(np.isnan(x) | np.isnan(y))
+  x, y = x[keep], y[keep]
+  if len(x) < 3 or np.unique(x).size < 2 or np.unique(y).size < 2:
     return float("nan")
-  return float(np.corrcoef(d.x.rank(), d.y.rank())[0, 1])
+  return float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
