@@ -159,6 +159,9 @@ def parser() -> argparse.ArgumentParser:
                  "or figures/<profile>-seed<N> for --seed N > 0)")
   a.add_argument("--run-dir", **run_dir)
   a.add_argument("--seed", **seed)
+  a.add_argument("--fresh-kernels", action="store_true", help="run each notebook in a kernel of its own, as "
+                 "papermill alone does (default: one shared kernel, its namespace reset between notebooks, so each "
+                 "program is compiled once; the smoke run takes 2/3 of the time)")
 
   r = add("run", help="run one notebook")
   known = notebooks.names() + list(notebooks.STANDALONE)
@@ -260,7 +263,7 @@ def _run(args, argv) -> int:
     if out is None and args.seed != 0:  # figures/<profile>-seed<N>/: a column of its own in figures/REPORT.md
       out = str(notebooks.figures_dir(f"{args.profile}-seed{args.seed}"))
     notebooks.run_all(args.profile, out, run_dir=args.run_dir, command=shlex.join(["dsrepro", *argv]),
-                      seed=args.seed)
+                      shared=not args.fresh_kernels, seed=args.seed)
     if args.out is None:  # figures/<profile>/: refresh the claims x profiles table in figures/REPORT.md
       from dsrepro.repro import report
       print("overview:", report.build_overview(notebooks.figures_dir(args.profile).parent))

@@ -352,13 +352,16 @@ def test_cli_all_passes_the_seed_and_keeps_seed_runs_apart(monkeypatch, tmp_path
   from dsrepro.repro import notebooks, report
   calls = {}
   monkeypatch.setattr(cli, "train", lambda profile, task, run_dir, seed: calls.setdefault("train", seed))
-  monkeypatch.setattr(notebooks, "run_all", lambda profile, out, **kw: calls.update(out=out, seed=kw["seed"]))
+  monkeypatch.setattr(notebooks, "run_all", lambda profile, out, **kw: calls.update(out=out, seed=kw["seed"],
+                                                                                     shared=kw["shared"]))
   monkeypatch.setattr(report, "build_overview", lambda root: calls.setdefault("overview", root))
   assert cli.main(["all", "--profile", "smoke", "--run-dir", str(tmp_path), "--seed", "1"]) == 0
   assert calls["train"] == 1 and calls["seed"] == 1 and calls["out"].endswith("figures/smoke-seed1")
   calls.clear()
-  assert cli.main(["all", "--profile", "smoke", "--run-dir", str(tmp_path)]) == 0
-  assert calls["train"] == 0 and calls["seed"] == 0 and calls["out"] is None
+  assert cli.main(["all", "--profile", "smoke", "--run-dir", str(tmp_path), "--fresh-kernels"]) == 0
+  assert calls["train"] == 0 and calls["seed"] == 0 and calls["out"] is None and calls["shared"] is False
+  calls.clear()
+  assert cli.main(["all", "--profile", "smoke", "--run-dir", str(tmp_path)]) == 0 and calls["shared"] is True
 
 
 def test_wall_time_round_out_of_range_is_named():

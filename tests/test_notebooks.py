@@ -11,6 +11,8 @@ import nbformat
 import pandas as pd
 import papermill as pm
 import pytest
+from jupyter_core.utils import run_sync
+from nbclient.exceptions import DeadKernelError
 
 from dsrepro.repro import notebooks
 from dsrepro.repro.figures import FIGURES
@@ -76,6 +78,30 @@ def test_all_notebooks_smoke(tmp_path_factory):
   for name in ALL:  # the sources in notebooks/ are untouched (still without outputs)
     test_script_and_ipynb_are_in_sync(name)
   print("notebook times (s):", {k: round(v, 1) for k, v in times.items()})
+
+
+def test_shared_kernel_resets_between_notebooks(tmp_path):
+  """What one notebook defines, the next does not see; dsrepro's model caches are cleared between them; a kernel
+  that died is restarted; what lives in modules (here a marker on a module) persists, as compiled programs do."""
+  def notebook(name, *cells):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata.update(kernelspec={"name": notebooks.KERNEL, "language": "python", "display_name": "python"})
+    nbformat.write(nb, tmp_path / name)
+    return str(tmp_path / name)
+  first = notebook("a.ipynb", "import json; json.marker = 1; leak = 1", "from dsrepro.repro import artefacts",
+                   "artefacts.clear_caches = lambda: setattr(__import__('json'), 'clear', 1)")
+  check = notebook("b.ipynb", "import json; assert json.marker == 1 and json.clear == 1", "assert 'leak' not in dir()")
+  die = notebook("c.ipynb", "import os; os._exit(1)")
+  alive = notebook("d.ipynb", "import json; assert not hasattr(json, 'marker')")
+  with notebooks.shared_kernel(tmp_path) as reset:
+    for path in (first, check):
+      pm.execute_notebook(path, path, km=reset(), progress_bar=False)
+    km = reset()
+    with pytest.raises(DeadKernelError):
+      pm.execute_notebook(die, die, km=km, progress_bar=False)
+    last = reset()  # a new kernel: the module marker is gone
+    pm.execute_notebook(alive, alive, km=last, progress_bar=False)
+  assert last is not km and not run_sync(last.is_alive)()  # shut down at exit
 
 
 def test_schedule_spreads_wall_rounds_and_runs_table_d1_last():

@@ -201,6 +201,14 @@ def _load(run_dir: Path) -> Transformer:
   return runs.load_model(run_dir)
 
 
+def clear_caches() -> None:
+  """Forget the models, imported checkpoints, task data and corpora this process holds (kept so that one figure
+  loads each once); ``notebooks.shared_kernel`` calls it between notebooks, so a shared kernel holds no more
+  weights than a fresh one would."""
+  for f in (_load, _import, task_data, _corpus):
+    f.cache_clear()
+
+
 def _trained(run_dir: Path, train) -> Trained:
   """The model of ``run_dir``, trained first by ``train()`` unless the run is finished."""
   if not runs.is_done(run_dir):
