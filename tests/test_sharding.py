@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(script: str, *args, devices: int = 8, env_extra: dict | None = None, timeout: int = 400):
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
-         "PYTHONPATH": str(REPO), **(env_extra or {})}
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"  # conftest's kept
+  env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO), **(env_extra or {})}
   return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=env, cwd=REPO, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 

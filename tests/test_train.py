@@ -252,8 +252,8 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
 
 
 def test_data_parallel_matches_single_device(tmp_path):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-         "PYTHONPATH": str(REPO)}
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"  # conftest's kept
+  env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
   proc = subprocess.run([sys.executable, "-c", DATA_PARALLEL_SCRIPT, str(tmp_path)], env=env, cwd=REPO,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0 and "DATA_PARALLEL_OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
