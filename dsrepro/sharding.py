@@ -38,9 +38,18 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 __all__ = ["DATA", "FSDP", "ShardingRules", "make_mesh", "fsdp_size", "batch_spec", "batch_sharding",
            "array_spec", "tree_shardings", "shard", "constrain", "shard_model", "global_batch", "process_rows",
-           "DistributedInfo", "initialize_distributed", "barrier", "MemoryBytes", "memory_bytes"]
+           "DistributedInfo", "initialize_distributed", "barrier", "MemoryBytes", "memory_bytes",
+           "host_devices_env"]
 
 DATA, FSDP = "data", "fsdp"
+
+
+def host_devices_env(n: int, env: dict | None = None) -> dict[str, str]:
+  """The environment (``env``, default this process's) for a child process that sees ``n`` CPU devices
+  (``--xla_force_host_platform_device_count``); XLA flags already set are kept, the device count added last."""
+  env = dict(os.environ if env is None else env)
+  return {**env, "JAX_PLATFORMS": "cpu",
+          "XLA_FLAGS": f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()}
 
 
 @dataclasses.dataclass(frozen=True)

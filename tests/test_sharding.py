@@ -3,7 +3,6 @@ resume of sharded state, a bf16 sharded frozen teacher, the memory-fit proof fro
 and a 2-process (multi-host) run. Multi-device checks run in subprocesses: XLA_FLAGS must be set before jax is
 imported."""
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -24,8 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(script: str, *args, devices: int = 8, env_extra: dict | None = None, timeout: int = 400):
-  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"  # conftest's kept
-  env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO), **(env_extra or {})}
+  env = {**sharding.host_devices_env(devices), "PYTHONPATH": str(REPO), **(env_extra or {})}  # conftest's flags kept
   return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=env, cwd=REPO, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -214,3 +212,10 @@ def test_two_processes_match_one(tmp_path):
   assert [r["step"] for r in recs["two"]] == [1, 2, 3], outs[0][-2000:]  # written once, by process 0
   np.testing.assert_allclose([r["loss"] for r in recs["two"]], [r["loss"] for r in recs["one"]], rtol=1e-6)
   assert (tmp_path / "two" / "DONE").is_file()
+
+
+def test_host_devices_env_keeps_the_xla_flags_set():
+  env = sharding.host_devices_env(4, {"XLA_FLAGS": "--xla_backend_optimization_level=0", "HOME": "/h"})
+  assert env["XLA_FLAGS"] == "--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=4"
+  assert env["JAX_PLATFORMS"] == "cpu" and env["HOME"] == "/h"
+  assert sharding.host_devices_env(2, {})["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"

@@ -1,6 +1,5 @@
 """Tests of the training loop, SFT, checkpoint/resume, run caching and data parallelism (tiny configs, CPU)."""
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ from flax import nnx
 
 from dsrepro import runs, train
 from dsrepro.models.transformer import ModelConfig, make_model
+from dsrepro.sharding import host_devices_env
 from dsrepro.train import (TrainConfig, eval_loss, make_optimizer, make_schedule, sft_batch_fn, sft_loss,
                            train_loop, train_sft)
 
@@ -252,8 +252,7 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
 
 
 def test_data_parallel_matches_single_device(tmp_path):
-  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"  # conftest's kept
-  env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+  env = {**host_devices_env(8), "PYTHONPATH": str(REPO)}  # conftest's XLA flags kept
   proc = subprocess.run([sys.executable, "-c", DATA_PARALLEL_SCRIPT, str(tmp_path)], env=env, cwd=REPO,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0 and "DATA_PARALLEL_OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]

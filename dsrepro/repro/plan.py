@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import functools
 import math
-import os
 import subprocess
 import sys
 
@@ -376,8 +375,7 @@ def run(args: argparse.Namespace) -> list[StagePlan]:
   if args.devices < 1 or not 0 < args.mfu <= 1:
     raise ConfigError(f"--devices must be >= 1 and --mfu in (0, 1], got {args.devices} and {args.mfu}")
   if args.devices > jax.device_count():
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={args.devices}"}
+    env = sharding.host_devices_env(args.devices)
     argv = ["--profile", args.profile, "--device", args.device, "--devices", str(args.devices), "--mfu",
             str(args.mfu)] + (["--no-fsdp"] if args.no_fsdp else []) + (["--no-compile"] if args.no_compile else [])
     subprocess.run([sys.executable, "-m", "dsrepro.repro.plan", *argv], env=env, check=True)
