@@ -1,0 +1,155 @@
+"""Does ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (what the Makefile exports) make CPU training faster, and does it
+leave batch-1 speculative decoding alone?
+
+  .venv/bin/python benchmarks/host_malloc.py [--rounds 3] [--steps 8]    # ~8 min on the 2-core CPU
+
+Why: XLA:CPU allocates each execution's temporaries with ``posix_memalign`` from a worker thread. glibc serves a
+block that large (the quick profile's micro train step: one 205 MB temporary) with a fresh ``mmap`` and gives it
+back with ``munmap`` when the step ends, so every step page-faults it in again, 4 KB at a time (~52k faults and
+~0.18 s of system time per micro step here, found with ``perf stat -e page-faults`` and ``strace -k``). The
+malloc options that keep freed memory (``M_MMAP_MAX = 0``) cannot help: a worker thread's arena must ``mmap``
+anything above 64 MB, and forcing one arena (``M_ARENA_MAX = 1``) made batch-1 SD calls up to 1.5x slower (lock
+contention). ``hugetlb=1`` keeps the mmap but asks for transparent huge pages (``madvise`` mode, the default of
+most distributions), so the block faults in 2 MB pages.
+
+Each setting runs in fresh processes (glibc reads its tunables at start-up); rounds alternate the settings so the
+VM's drift hits both alike. Per child: the median train step (AdamW, batch 16, after 3 warm-up steps) of the
+``quick`` pair's target (micro, vocab 1024, 128 tokens) and of the ``cpu`` profile's target (small, vocab 4096,
+208 tokens), with the process's minor page faults and system time over those steps; and the median batch-1 call
+of speculative decoding (micro target / nano draft, gamma 5, T = 1, 48 new tokens). Appends one run to
+``benchmarks/results/host_malloc.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OUT = Path(__file__).parent / "results" / "host_malloc.json"
+SETTINGS = {"default": None, "hugetlb": "glibc.malloc.hugetlb=1"}
+TRAIN = {"micro": (1024, 128), "small": (4096, 208)}  # size -> (vocab, sequence length): quick's and cpu's targets
+BATCH, WARMUP = 16, 3
+
+
+def _usage() -> tuple[int, float]:
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_minflt, r.ru_stime
+
+
+def child_train(size: str, steps: int) -> dict:
+  import jax
+  import numpy as np
+
+  from dsrepro.models.transformer import garden_config, make_model
+  from dsrepro.train import TrainConfig, sft_loss, train_loop
+  vocab, seq = TRAIN[size]
+
+  def batch_fn(step, model, key):
+    del step, model
+    return {"tokens": np.asarray(jax.random.randint(key, (BATCH, seq), 0, vocab), np.int32),
+            "loss_mask": np.ones((BATCH, seq), np.float32)}
+
+  tc = TrainConfig(steps=WARMUP + steps, batch_size=BATCH, learning_rate=1e-2, optimizer="adamw", ckpt_every=0,
+                   log_every=1)
+  with tempfile.TemporaryDirectory() as run_dir:
+    train_loop(make_model(garden_config(size, vocab, max_len=seq), 0), sft_loss, batch_fn, tc, run_dir,
+               desc=size)
+    elapsed = [json.loads(line)["elapsed"] for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+  step_s = np.diff(elapsed)[WARMUP - 1:]
+  return {"step_s": float(np.median(step_s))}
+
+
+def child_sd(reps: int) -> dict:
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from dsrepro.models.transformer import garden_config, make_model
+  from dsrepro.sd.speculative import SpecConfig, speculative_generate
+  vocab, prompt_len, new = 1024, 64, 48
+  target = make_model(garden_config("micro", vocab, max_len=prompt_len + new + 16), 0)
+  draft = make_model(garden_config("nano", vocab, max_len=prompt_len + new + 16), 1)
+  prompt = jnp.asarray(np.random.default_rng(0).integers(1, vocab, (1, prompt_len)), jnp.int32)
+  plen = jnp.array([prompt_len], jnp.int32)
+  cfg = SpecConfig(gamma=5, max_new_tokens=new, temperature=1.0)
+  run = lambda k: jax.block_until_ready(speculative_generate(target, draft, prompt, plen, cfg, key=jax.random.key(k)))
+  run(0)
+  times = []
+  for k in range(reps):
+    t0 = time.perf_counter()
+    run(k)
+    times.append(time.perf_counter() - t0)
+  return {"sd_call_s": float(np.median(times))}
+
+
+def child(what: str, steps: int) -> dict:
+  faults0, sys0 = _usage()
+  out = child_train(what, steps) if what in TRAIN else child_sd(40)
+  faults1, sys1 = _usage()  # compile and warm-up included: both settings pay them alike
+  return {**out, "minor_faults": faults1 - faults0, "system_s": sys1 - sys0}
+
+
+def spawn(what: str, setting: str, steps: int) -> dict:
+  env = dict(os.environ)
+  env.pop("GLIBC_TUNABLES", None)
+  if SETTINGS[setting]:
+    env["GLIBC_TUNABLES"] = SETTINGS[setting]
+  proc = subprocess.run([sys.executable, __file__, "--child", what, "--steps", str(steps)], env=env, check=True,
+                        capture_output=True, text=True)
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--rounds", type=int, default=3)
+  ap.add_argument("--steps", type=int, default=8)
+  ap.add_argument("--child", choices=[*TRAIN, "sd"])
+  ap.add_argument("--out", type=Path, default=OUT)
+  args = ap.parse_args()
+  if args.child:
+    print(json.dumps(child(args.child, args.steps)))
+    return
+  if args.rounds < 1 or args.steps < 2:
+    raise ValueError(f"need --rounds >= 1 and --steps >= 2, got {args.rounds} and {args.steps}")
+  whats = [*TRAIN, "sd"]
+  raw = {s: {w: [] for w in whats} for s in SETTINGS}
+  for r in range(args.rounds):
+    for setting in (list(SETTINGS) if r % 2 == 0 else list(SETTINGS)[::-1]):
+      for w in whats:
+        raw[setting][w].append(spawn(w, setting, args.steps))
+        print(f"round {r + 1} {setting:8} {w:6} {raw[setting][w][-1]}", flush=True)
+
+  def summary(rows: list[dict]) -> dict:
+    return {k: {"median": statistics.median(x[k] for x in rows), "min": min(x[k] for x in rows),
+                "max": max(x[k] for x in rows)} for k in rows[0]}
+
+  result = {
+      "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+      "libc": "".join(platform.libc_ver()), "rounds": args.rounds, "train_steps_timed": args.steps,
+      "thp_enabled": Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
+      if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists() else None,
+      "settings": {s: {"GLIBC_TUNABLES": SETTINGS[s], **{w: summary(raw[s][w]) for w in whats}} for s in SETTINGS},
+      "raw": raw,
+  }
+  runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  args.out.write_text(json.dumps({"runs": runs + [result]}, indent=1) + "\n")
+  for w in whats:
+    key = "sd_call_s" if w == "sd" else "step_s"
+    a, b = (result["settings"][s][w] for s in SETTINGS)
+    print(f"{w:6} {key} median {1e3 * a[key]['median']:.1f} -> {1e3 * b[key]['median']:.1f} ms; minor faults "
+          f"{a['minor_faults']['median']:.0f} -> {b['minor_faults']['median']:.0f}; system "
+          f"{a['system_s']['median']:.1f} -> {b['system_s']['median']:.1f} s")
+  print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()
