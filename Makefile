@@ -7,11 +7,6 @@ STAMP := $(VENV)/.dsrepro-installed
 CORE := $(VENV)/.dsrepro-core
 PROFILE ?= quick
 .DEFAULT_GOAL := install
-# glibc malloc hands XLA:CPU's large per-step buffers back to the kernel after every step and page-faults them in
-# again (the quick micro train step: one 205 MB temporary, ~52k faults, ~0.18 s of system time per step); with
-# transparent huge pages for malloc's blocks (glibc >= 2.35; ignored elsewhere) that is ~20x fewer faults:
-# `dsrepro train --profile quick` 3m50s -> 3m36s, system time 85 -> 31 s (2026-12-07, same machine, same losses).
-export GLIBC_TUNABLES := $(if $(GLIBC_TUNABLES),$(GLIBC_TUNABLES):)glibc.malloc.hugetlb=1
 
 # Two installs: `make figures` needs only the package itself (papermill and ipykernel are core dependencies);
 # the tests, JupyterLab and the benchmarks also need the test, hf (torch, CPU wheel) and lab extras. The core install

@@ -1,7 +1,9 @@
-"""Does ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (what the Makefile exports) make CPU training faster, and does it
-leave batch-1 speculative decoding alone?
+"""Would ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` make CPU training faster without slowing batch-1 speculative
+decoding? Measured on 2026-12-07 and NOT adopted: the train steps got 1-22% faster, but in the second run (the
+profiles' own shapes) every batch-1 SD call was slower (15.3 -> 19.6, 15.4 -> 20.8, 19.3 -> 25.7 ms in its three
+rounds; the first run had them even), and batch-1 SD is what Table D.1's and Fig. 6's wall-time claims measure.
 
-  .venv/bin/python benchmarks/host_malloc.py [--rounds 3] [--steps 8]    # ~8 min on the 2-core CPU
+  .venv/bin/python benchmarks/host_malloc.py [--rounds 3] [--steps 8]    # ~9 min on the 2-core CPU
 
 Why: XLA:CPU allocates each execution's temporaries with ``posix_memalign`` from a worker thread. glibc serves a
 block that large (the quick profile's micro train step: one 205 MB temporary) with a fresh ``mmap`` and gives it
@@ -10,13 +12,14 @@ back with ``munmap`` when the step ends, so every step page-faults it in again, 
 malloc options that keep freed memory (``M_MMAP_MAX = 0``) cannot help: a worker thread's arena must ``mmap``
 anything above 64 MB, and forcing one arena (``M_ARENA_MAX = 1``) made batch-1 SD calls up to 1.5x slower (lock
 contention). ``hugetlb=1`` keeps the mmap but asks for transparent huge pages (``madvise`` mode, the default of
-most distributions), so the block faults in 2 MB pages.
+most distributions), so the block faults in 2 MB pages; a plausible cost is that every smaller block it touches
+also faults in (and is zeroed) 2 MB at a time.
 
 Each setting runs in fresh processes (glibc reads its tunables at start-up); rounds alternate the settings so the
-VM's drift hits both alike. Per child: the median train step (AdamW, batch 16, after 3 warm-up steps) of the
-``quick`` pair's target (micro, vocab 1024, 128 tokens) and of the ``cpu`` profile's target (small, vocab 4096,
-208 tokens), with the process's minor page faults and system time over those steps; and the median batch-1 call
-of speculative decoding (micro target / nano draft, gamma 5, T = 1, 48 new tokens). Appends one run to
+VM's drift hits both alike. Per child: the median train step (AdamW, after 3 warm-up steps) of the ``quick`` and
+the ``cpu`` profile's target at its pretraining shape (the profile's vocab, batch and context length), with the
+process's minor page faults and system time; and the median batch-1 call of speculative decoding with the
+``quick`` pair (random weights, gamma 5, T = 1, the profile's prompt and new-token lengths). Appends one run to
 ``benchmarks/results/host_malloc.json``.
 """
 from __future__ import annotations
@@ -35,8 +38,16 @@ from pathlib import Path
 
 OUT = Path(__file__).parent / "results" / "host_malloc.json"
 SETTINGS = {"default": None, "hugetlb": "glibc.malloc.hugetlb=1"}
-TRAIN = {"micro": (1024, 128), "small": (4096, 208)}  # size -> (vocab, sequence length): quick's and cpu's targets
-BATCH, WARMUP = 16, 3
+TRAIN = ("quick", "cpu")  # profiles whose target's pretraining step is timed
+WARMUP = 3
+
+
+def train_shape(profile: str) -> dict:
+  """The target's pretraining step of ``profile``: size, vocab, batch and row length (packed context)."""
+  from dsrepro.repro.artefacts import context_len
+  from dsrepro.repro.profiles import get_profile
+  p = get_profile(profile)
+  return dict(size=p.target_size, vocab=p.vocab_size, batch=p.pretrain.batch_size, seq=context_len(p))
 
 
 def _usage() -> tuple[int, float]:
@@ -44,20 +55,20 @@ def _usage() -> tuple[int, float]:
   return r.ru_minflt, r.ru_stime
 
 
-def child_train(size: str, steps: int) -> dict:
+def child_train(profile: str, steps: int) -> dict:
   import jax
   import numpy as np
 
   from dsrepro.models.transformer import garden_config, make_model
   from dsrepro.train import TrainConfig, sft_loss, train_loop
-  vocab, seq = TRAIN[size]
+  size, vocab, batch, seq = train_shape(profile).values()
 
   def batch_fn(step, model, key):
     del step, model
-    return {"tokens": np.asarray(jax.random.randint(key, (BATCH, seq), 0, vocab), np.int32),
-            "loss_mask": np.ones((BATCH, seq), np.float32)}
+    return {"tokens": np.asarray(jax.random.randint(key, (batch, seq), 0, vocab), np.int32),
+            "loss_mask": np.ones((batch, seq), np.float32)}
 
-  tc = TrainConfig(steps=WARMUP + steps, batch_size=BATCH, learning_rate=1e-2, optimizer="adamw", ckpt_every=0,
+  tc = TrainConfig(steps=WARMUP + steps, batch_size=batch, learning_rate=1e-2, optimizer="adamw", ckpt_every=0,
                    log_every=1)
   with tempfile.TemporaryDirectory() as run_dir:
     train_loop(make_model(garden_config(size, vocab, max_len=seq), 0), sft_loss, batch_fn, tc, run_dir,
@@ -73,10 +84,13 @@ def child_sd(reps: int) -> dict:
   import numpy as np
 
   from dsrepro.models.transformer import garden_config, make_model
+  from dsrepro.repro.artefacts import context_len
+  from dsrepro.repro.profiles import get_profile
   from dsrepro.sd.speculative import SpecConfig, speculative_generate
-  vocab, prompt_len, new = 1024, 64, 48
-  target = make_model(garden_config("micro", vocab, max_len=prompt_len + new + 16), 0)
-  draft = make_model(garden_config("nano", vocab, max_len=prompt_len + new + 16), 1)
+  p = get_profile("quick")
+  vocab, prompt_len, new = p.vocab_size, p.max_prompt_len, p.max_new_tokens
+  target = make_model(garden_config(p.target_size, vocab, max_len=context_len(p)), 0)
+  draft = make_model(garden_config(p.draft_size, vocab, max_len=context_len(p)), 1)
   prompt = jnp.asarray(np.random.default_rng(0).integers(1, vocab, (1, prompt_len)), jnp.int32)
   plen = jnp.array([prompt_len], jnp.int32)
   cfg = SpecConfig(gamma=5, max_new_tokens=new, temperature=1.0)
@@ -134,6 +148,7 @@ def main():
   result = {
       "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(), "cpu_count": os.cpu_count(),
       "libc": "".join(platform.libc_ver()), "rounds": args.rounds, "train_steps_timed": args.steps,
+      "train_shapes": {t: train_shape(t) for t in TRAIN},
       "thp_enabled": Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
       if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists() else None,
       "settings": {s: {"GLIBC_TUNABLES": SETTINGS[s], **{w: summary(raw[s][w]) for w in whats}} for s in SETTINGS},

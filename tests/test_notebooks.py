@@ -56,7 +56,7 @@ def test_all_notebooks_smoke(tmp_path_factory):
     times = notebooks.run_all("smoke", out, run_dir=run_dir, progress=False, command="pytest")
   except RuntimeError as e:
     error, times = e, {}
-  assert dict(os.environ) == env  # what the kernels got on top (compile cache, malloc tunable) is not left behind
+  assert dict(os.environ) == env  # what the kernels got on top (the compile cache) is not left behind
   want = [f"{p}.csv" for s in FIGURES.values() for p in s.panels]
   want += [f"{s.name}.{ext}" for s in FIGURES.values() for ext in ("png", "pdf")]
   missing = [f for f in want if not (out / f).is_file() or (out / f).stat().st_size == 0]
@@ -119,21 +119,3 @@ def test_schedule_spreads_wall_rounds_and_runs_table_d1_last():
   assert notebooks.schedule(["table_d1"], 3) == [1, 2, "table_d1"]  # alone: the rounds still come first
   assert notebooks.schedule(["fig1_speedup", "report"], 3) == ["fig1_speedup", "report"]  # no Table D.1: no rounds
 
-
-def test_kernels_get_the_malloc_tunable_and_keep_the_users(tmp_path, monkeypatch):
-  """The notebook kernel's $GLIBC_TUNABLES gains glibc.malloc.hugetlb=1 after the user's own tunables; one the user
-  set already is left as it is."""
-  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")
-  want = f"glibc.malloc.arena_max=4:{notebooks.MALLOC_TUNABLE}"
-  nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-      f"import os; assert os.environ['GLIBC_TUNABLES'] == {want!r}, os.environ.get('GLIBC_TUNABLES')")])
-  nb.metadata.update(kernelspec={"name": notebooks.KERNEL, "language": "python", "display_name": "python"})
-  path = str(tmp_path / "env.ipynb")
-  nbformat.write(nb, path)
-  with notebooks.shared_kernel(tmp_path) as reset:
-    pm.execute_notebook(path, path, km=reset(), progress_bar=False)
-  assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=4"  # this process is left alone
-  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")
-  assert "GLIBC_TUNABLES" not in notebooks._kernel_env(tmp_path)
-  monkeypatch.delenv("GLIBC_TUNABLES")
-  assert notebooks._kernel_env(tmp_path)["GLIBC_TUNABLES"] == notebooks.MALLOC_TUNABLE

@@ -186,7 +186,6 @@ def run_notebook(name: str, profile: str, out_dir=None, run_dir=None, executed_d
   parameters = {**{k: v for k, v in auto.items() if k in declared}, **params}
   dst = executed / src.name
   env = _kernel_env(root)
-  saved = {k: os.environ.get(k) for k in env}
   os.environ.update(env)  # the kernel inherits this process's environment; restored below
   try:
     pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR),
@@ -195,30 +194,16 @@ def run_notebook(name: str, profile: str, out_dir=None, run_dir=None, executed_d
     raise NotebookError(f"notebook {name} failed in cell [{e.exec_count}]: {e.ename}: {one_line(e.evalue)[:500]} "
                         f"(the executed copy with the traceback: {dst})") from e
   finally:
-    for k, v in saved.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
+    for k in env:
+      os.environ.pop(k, None)
   return dst
-
-
-# glibc's malloc backs large blocks with transparent huge pages: XLA:CPU's per-step temporaries (mmap'd anew every
-# step) then fault in 2 MB at a time instead of 4 KB (benchmarks/host_malloc.py: the cpu profile's train step 3.42 ->
-# 2.97 s, batch-1 SD unchanged). The Makefile exports the same tunable for the whole `make figures` process.
-MALLOC_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
 def _kernel_env(root: Path) -> dict[str, str]:
   """What a notebook kernel gets on top of this process's environment: JAX's persistent compilation cache under the
-  artefact root (unless ``$JAX_COMPILATION_CACHE_DIR`` is set), and :data:`MALLOC_TUNABLE` added to
-  ``$GLIBC_TUNABLES`` (unless it already sets ``glibc.malloc.hugetlb``; other systems ignore the variable)."""
-  env = {k: v for k, v in (("JAX_COMPILATION_CACHE_DIR", str(root / "jax_cache")),
-                           ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")) if k not in os.environ}
-  tunables = os.environ.get("GLIBC_TUNABLES", "")
-  if "glibc.malloc.hugetlb" not in tunables:
-    env["GLIBC_TUNABLES"] = f"{tunables}:{MALLOC_TUNABLE}" if tunables else MALLOC_TUNABLE
-  return env
+  artefact root (unless ``$JAX_COMPILATION_CACHE_DIR`` is set)."""
+  return {k: v for k, v in (("JAX_COMPILATION_CACHE_DIR", str(root / "jax_cache")),
+                            ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")) if k not in os.environ}
 
 
 RESET = """%reset -f

@@ -24,9 +24,6 @@ The ``cpu`` profile, chosen by measurement on the 2-core CPU we run it on (batch
 * training: small ~1.6-1.8k tokens/s (batch 16 x 256, AdamW), so pretraining 450 steps of 16 x 208 tokens
   and the per-task SFT / KD steps fit the 2-hour budget with 3 KD seeds (``dsrepro plan --profile cpu --device
   cpu`` projects the training stages); 64 eval prompts and 16 batch-1 latency prompts per cell.
-* 2026-12-07: with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (exported by the Makefile, added for notebook
-  kernels) the target's train step (16 x 208 tokens) took 2.97 s instead of 3.42 s on the slow draw
-  (``benchmarks/host_malloc.py``); the profile is unchanged, its end-to-end time not remeasured.
 * lengths 160 + 48 tokens: XSum prompts cut to 160 keep the article's head and the answer marker; 48 new tokens
   cost 3/8 of 128 per generation. GSM8K answers longer than 48 tokens are cut (and then scored wrong); Fig. 5 and
   6 plot each task's own metric (GSM8K accuracy, XSum ROUGE-2), so XSum gives a quality axis above zero.
