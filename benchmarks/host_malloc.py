@@ -1,7 +1,7 @@
 """Would ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` make CPU training faster without slowing batch-1 speculative
-decoding? Measured on 2026-12-07 and NOT adopted: the cpu target's train step was 1-22% faster per round, but in the second run (the
-profiles' own shapes) every batch-1 SD call was slower (15.3 -> 19.6, 15.4 -> 20.8, 19.3 -> 25.7 ms in its three
-rounds; the first run had them even), and batch-1 SD is what Table D.1's and Fig. 6's wall-time claims measure.
+decoding? Measured on 2026-12-07 and NOT adopted: the cpu target's train step was 1-22% faster per round, but in
+the second run (the profiles' own shapes) every batch-1 SD call was slower (15.3 -> 19.6, 15.4 -> 20.8, 19.3 -> 25.7
+ms in its three rounds; the first run had them even), and batch-1 SD is what the wall-time claims measure.
 
   .venv/bin/python benchmarks/host_malloc.py [--rounds 3] [--steps 8]    # ~9 min on the 2-core CPU
 
